@@ -1,0 +1,293 @@
+"""The Snakemake workflow: lint, dry runs, config validation, and one tiny end-to-end run.
+
+The end-to-end test runs the repository's Snakefile in a temporary working directory
+(`--directory`) with a tiny config (16 samples in 2 shards, a 24-node lattice, one epoch),
+then checks that every final output exists and parses, and that the rerun triggers
+(params, input, mtime) rerun exactly the jobs that depend on a change.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEFILE = ROOT / "Snakefile"
+DEFAULT_CONFIG = ROOT / "workflow" / "config" / "default.yaml"
+PAPER_CONFIG = ROOT / "workflow" / "config" / "paper.yaml"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def snakemake(*args, cwd=ROOT, timeout=120) -> subprocess.CompletedProcess:
+    """Run snakemake in a subprocess; stdout and stderr together in `.stdout`."""
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    return subprocess.run(
+        [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), *map(str, args)],
+        cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        timeout=timeout,
+    )
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """The `Job stats` table of a (dry) run as {rule: count}, without `total`."""
+    counts: dict[str, int] = {}
+    if "Job stats:" not in output:
+        return counts
+    for line in output.split("Job stats:", 1)[1].splitlines()[3:]:
+        match = re.match(r"^(\S+)\s+(\d+)$", line.strip())
+        if not match or match.group(1) == "total":
+            break
+        counts[match.group(1)] = int(match.group(2))
+    return counts
+
+
+def write_config(path: Path, config: dict) -> Path:
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def default_config() -> dict:
+    return yaml.safe_load(DEFAULT_CONFIG.read_text())
+
+
+# ---------------------------------------------------------------- static checks
+def test_lint_has_no_findings():
+    result = snakemake("--lint")
+    assert result.returncode == 0, result.stdout
+    assert "Congratulations, your workflow is in a good condition" in result.stdout, result.stdout
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        pytest.param([], id="default-config"),
+        pytest.param(["--configfile", PAPER_CONFIG], id="paper-config"),
+        pytest.param(["--profile", ROOT / "workflow" / "profiles" / "slurm"], id="slurm-profile"),
+        pytest.param(["--profile", ROOT / "workflow" / "profiles" / "default"], id="local-profile"),
+    ],
+)
+def test_dry_run_succeeds(args, tmp_path):
+    result = snakemake("--dry-run", "--directory", tmp_path,
+                       "--configfile", DEFAULT_CONFIG, *args)
+    assert result.returncode == 0, result.stdout
+    jobs = job_counts(result.stdout)
+    for rule in ("simulate_shard", "simulate_pristine", "labels", "split", "train", "evaluate",
+                 "compare", "sample_figures"):
+        assert jobs.get(rule, 0) >= 1, f"no {rule} job in the dry run: {jobs}"
+
+
+def test_paper_config_has_one_job_per_shard_and_model(tmp_path):
+    paper = yaml.safe_load(PAPER_CONFIG.read_text())
+    result = snakemake("--dry-run", "--directory", tmp_path, "--configfile", PAPER_CONFIG)
+    assert result.returncode == 0, result.stdout
+    jobs = job_counts(result.stdout)
+    n_shards = math.ceil(paper["dataset"]["samples"] / paper["dataset"]["shard_size"])
+    assert jobs["simulate_shard"] == n_shards
+    assert jobs["labels"] == n_shards
+    assert jobs["train"] == len(paper["models"]) == jobs["evaluate"]
+    assert jobs["simulate_pristine"] == 1
+
+
+@pytest.mark.parametrize(
+    "edit, named",
+    [
+        pytest.param(lambda c: c["dataset"].update(samplez=3), "samplez", id="unknown-dataset-key"),
+        pytest.param(lambda c: c["simulation"]["plate"].update(colour="red"), "colour",
+                     id="unknown-simulation-key"),
+        pytest.param(lambda c: c["models"][0].update(epochs="many"), "epochs", id="wrong-type"),
+        pytest.param(lambda c: c["simulation"]["lattice"].update(nodes_x=2), "nodes_x",
+                     id="below-minimum"),
+        pytest.param(lambda c: c["models"][0].update(arch="resnet"), "arch", id="unknown-arch"),
+        pytest.param(lambda c: c["models"].append(dict(c["models"][0])), "models[].name",
+                     id="duplicate-model-name"),
+        pytest.param(lambda c: c["split"].update(fractions=[0.5, 0.5, 0.5]), "split.fractions",
+                     id="fractions-not-summing-to-one"),
+    ],
+)
+def test_invalid_config_fails_naming_the_key(edit, named, tmp_path):
+    config = default_config()
+    edit(config)
+    bad = write_config(tmp_path / "bad.yaml", config)
+    result = snakemake("--dry-run", "--directory", tmp_path, "--configfile", bad)
+    assert result.returncode != 0, result.stdout
+    assert named in result.stdout, result.stdout
+
+
+# ---------------------------------------------------------------- end to end
+def tiny_config() -> dict:
+    config = default_config()
+    config["simulation"]["lattice"]["nodes_x"] = 24
+    config["dataset"] = {"samples": 16, "shard_size": 8, "workers": 1}
+    config["split"] = {"fractions": [0.5, 0.25, 0.25], "seed": 0}
+    for model in config["models"]:
+        model.update(epochs=1, batch_size=4, threads=1)
+    config["evaluation"]["size_thresholds"] = [0.0, 0.008]
+    config["figures"] = {"samples": [0, 9]}
+    return config
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """Run the whole DAG once on the tiny config; returns (workdir, config path, config)."""
+    workdir = tmp_path_factory.mktemp("workflow-e2e")
+    config = tiny_config()
+    path = write_config(workdir / "tiny.yaml", config)
+    result = snakemake("--cores", 2, "--directory", workdir, "--configfile", path,
+                       "--show-failed-logs", cwd=workdir, timeout=900)
+    assert result.returncode == 0, result.stdout[-8000:]
+    return workdir, path, config
+
+
+def png_ok(path: Path) -> bool:
+    return path.is_file() and path.read_bytes()[:8] == PNG_MAGIC
+
+
+def find_iou(metrics) -> list[float]:
+    """Every value under a key named IoU (any case), at any depth of metrics.json."""
+    found = []
+    if isinstance(metrics, dict):
+        for key, value in metrics.items():
+            if key.lower() == "iou" and isinstance(value, (int, float)):
+                found.append(float(value))
+            else:
+                found += find_iou(value)
+    elif isinstance(metrics, list):
+        for value in metrics:
+            found += find_iou(value)
+    return found
+
+
+@pytest.mark.slow
+def test_end_to_end_outputs_exist_and_parse(tiny_run):
+    import xarray as xr
+
+    workdir, _, config = tiny_run
+    results = workdir / "results"
+    models = [m["name"] for m in config["models"]]
+
+    for shard, start in (("0000", 0), ("0001", 8)):
+        with xr.open_dataset(results / "data" / f"shard-{shard}.nc") as ds:
+            assert ds.sizes["sample"] == 8
+            assert int(ds["sample"][0]) == start
+            assert ds["wavefield"].dims == ("sample", "time", "sensor", "component")
+        with xr.open_dataset(results / "labels" / f"shard-{shard}.nc") as labels:
+            assert labels.sizes["sample"] == 8
+        assert (results / "data" / "summary" / f"shard-{shard}.txt").stat().st_size > 0
+    with xr.open_dataset(results / "data" / "pristine.nc") as ds:
+        assert ds.sizes["sample"] == 1
+    assert json.loads((results / "split" / "split.json").read_text())
+
+    for name in models:
+        model_dir, eval_dir = results / "models" / name, results / "eval" / name
+        assert (model_dir / "checkpoint.pt").stat().st_size > 0
+        with open(model_dir / "history.csv", newline="") as fh:
+            assert list(csv.DictReader(fh)), f"{name}: empty history"
+        metrics = json.loads((eval_dir / "metrics.json").read_text())
+        ious = find_iou(metrics)
+        assert ious, f"{name}: no IoU in metrics.json: {metrics}"
+        assert all(0.0 <= v <= 1.0 for v in ious if not math.isnan(v)), ious
+        with open(eval_dir / "table1.csv", newline="") as fh:
+            assert len(list(csv.DictReader(fh))) == len(config["evaluation"]["size_thresholds"])
+        assert (eval_dir / "table1.md").read_text().count("|") > 4
+        with xr.open_dataset(eval_dir / "predictions.nc") as ds:
+            assert ds.sizes["sample"] >= 1
+        figures = list((eval_dir / "figures").glob("*.png"))
+        assert figures and all(png_ok(p) for p in figures)
+
+    with open(results / "compare" / "table.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert {r["model"] for r in rows} == set(models)
+    assert all(0.0 <= float(r["IoU"]) <= 1.0 for r in rows if r["IoU"] not in ("", "nan"))
+    assert all(m in (results / "compare" / "table.md").read_text() for m in models)
+    for png in ("iou_vs_crack_size.png", "loss_curves.png"):
+        assert png_ok(results / "compare" / png), png
+    for sample in config["figures"]["samples"]:
+        for kind in ("traces", "snapshots"):
+            assert png_ok(results / "figures" / f"sample-{sample}" / f"{kind}.png")
+
+    for stage in ("simulate", "labels", "split", "train", "evaluate", "report"):
+        assert list((workdir / "logs" / stage).glob("*.log")), f"no log for {stage}"
+        assert list((workdir / "benchmarks" / stage).glob("*.tsv")), f"no benchmark for {stage}"
+
+
+@pytest.mark.slow
+def test_end_to_end_is_complete_and_reports(tiny_run):
+    workdir, path, _ = tiny_run
+    result = snakemake("--dry-run", "--directory", workdir, "--configfile", path, cwd=workdir)
+    assert result.returncode == 0, result.stdout
+    assert "Nothing to be done" in result.stdout, result.stdout
+    report = workdir / "report.zip"
+    result = snakemake("--report", report, "--directory", workdir, "--configfile", path,
+                       cwd=workdir)
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert report.stat().st_size > 0
+
+
+def rerun_jobs(tiny_run, tmp_path, edit=None, *args) -> dict[str, int]:
+    workdir, path, config = tiny_run
+    if edit is not None:
+        config = copy.deepcopy(config)
+        edit(config)
+        path = write_config(tmp_path / "edited.yaml", config)
+    result = snakemake("--dry-run", "--directory", workdir, "--configfile", path, *args,
+                       cwd=workdir)
+    assert result.returncode == 0, result.stdout
+    jobs = job_counts(result.stdout)
+    jobs.pop("all", None)
+    return jobs
+
+
+@pytest.mark.slow
+def test_changing_a_model_param_reruns_that_model_only(tiny_run, tmp_path):
+    jobs = rerun_jobs(tiny_run, tmp_path, lambda c: c["models"][0].update(lr=0.01234))
+    assert jobs == {"train": 1, "evaluate": 1, "compare": 1}, jobs
+
+
+@pytest.mark.slow
+def test_changing_a_simulation_param_reruns_the_simulation(tiny_run, tmp_path):
+    jobs = rerun_jobs(tiny_run, tmp_path,
+                      lambda c: c["simulation"]["sources"][0].update(amplitude=2.0))
+    assert jobs["simulation_config"] == 1
+    assert jobs["simulate_shard"] == 2 and jobs["simulate_pristine"] == 1
+    assert jobs["train"] == 2 and jobs["compare"] == 1
+
+
+@pytest.mark.slow
+def test_changing_evaluation_thresholds_does_not_retrain(tiny_run, tmp_path):
+    jobs = rerun_jobs(tiny_run, tmp_path,
+                      lambda c: c["evaluation"].update(size_thresholds=[0.0, 0.01]))
+    assert jobs == {"evaluate": 2, "compare": 1}, jobs
+
+
+@pytest.mark.slow
+def test_one_shard_can_be_regenerated_alone(tiny_run, tmp_path):
+    jobs = rerun_jobs(tiny_run, tmp_path, None, "results/data/shard-0001.nc", "--force")
+    assert jobs == {"simulate_shard": 1}, jobs
+
+
+def test_readme_crack_examples_are_valid_configs():
+    """The `simulation.cracks` examples in the README pass the solver's schema."""
+    import jsonschema
+    from referencing import Registry, Resource
+
+    schema = yaml.safe_load((ROOT / "dlem" / "schema" / "simulation.schema.yaml").read_text())
+    validator = jsonschema.Draft202012Validator(
+        schema, registry=Registry().with_resource("", Resource.from_contents(schema)))
+    blocks = re.findall(r"```yaml\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
+    examples = [yaml.safe_load(b)["simulation"] for b in blocks if "cracks:" in b]
+    assert len(examples) >= 2, "README shows no families / fixed example"
+    for example in examples:
+        simulation = copy.deepcopy(default_config()["simulation"])
+        simulation["cracks"] = example["cracks"]
+        errors = [e.message for e in validator.iter_errors(simulation)]
+        assert not errors, errors

@@ -1,0 +1,145 @@
+# Helpers shared by the rules: config checks the schema cannot express, the shard and model
+# lists, input functions and CLI flag strings. No rules here.
+import json
+import math
+import re
+import shlex
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+
+
+# ---------------------------------------------------------------- config checks
+def check_config(config):
+    """Cross-field checks that JSON schema cannot state; each error names the key."""
+    names = [m["name"] for m in config["models"]]
+    duplicated = sorted({n for n in names if names.count(n) > 1})
+    if duplicated:
+        raise WorkflowError(
+            f"config: models[].name must be unique, repeated: {', '.join(duplicated)}"
+        )
+    fractions = config["split"]["fractions"]
+    if abs(sum(fractions) - 1.0) > 1e-6:
+        raise WorkflowError(
+            f"config: split.fractions must sum to 1 (train, val, test), got {fractions}"
+        )
+    samples = config["dataset"]["samples"]
+    bad = [s for s in config["figures"]["samples"] if s >= samples]
+    if bad:
+        raise WorkflowError(
+            f"config: figures.samples {bad} are outside dataset.samples = {samples} "
+            f"(valid indices 0..{samples - 1})"
+        )
+    cracks = config["simulation"]["cracks"]
+    if not cracks.get("families") and not cracks.get("fixed"):
+        raise WorkflowError(
+            "config: simulation.cracks needs `families` (random geometries) "
+            "or `fixed` (one user-defined scenario)"
+        )
+
+
+check_config(config)
+
+
+# ---------------------------------------------------------------- shards and models
+SAMPLES = config["dataset"]["samples"]
+SHARD_SIZE = config["dataset"]["shard_size"]
+SHARDS = [f"{i:04d}" for i in range(math.ceil(SAMPLES / SHARD_SIZE))]
+MODELS = {m["name"]: m for m in config["models"]}
+
+
+wildcard_constraints:
+    shard=r"\d{4}",
+    sample=r"\d+",
+    model="|".join(re.escape(name) for name in MODELS),
+
+
+def shard_range(wildcards):
+    """`START:STOP` global sample indices of a shard (the last one may be short)."""
+    start = int(wildcards.shard) * SHARD_SIZE
+    if start >= SAMPLES:
+        raise WorkflowError(
+            f"shard-{wildcards.shard} starts at sample {start}, beyond "
+            f"dataset.samples = {SAMPLES} ({len(SHARDS)} shards)"
+        )
+    return f"{start}:{min(start + SHARD_SIZE, SAMPLES)}"
+
+
+def shard_of_sample(wildcards):
+    """The shard that holds global sample index `wildcards.sample`."""
+    return f"results/data/shard-{int(wildcards.sample) // SHARD_SIZE:04d}.nc"
+
+
+SHARD_FILES = expand("results/data/shard-{shard}.nc", shard=SHARDS)
+LABEL_FILES = expand("results/labels/shard-{shard}.nc", shard=SHARDS)
+
+
+# ---------------------------------------------------------------- train / evaluate
+def train_input(wildcards):
+    inputs = {
+        "data": SHARD_FILES,
+        "labels": LABEL_FILES,
+        "split": "results/split/split.json",
+    }
+    if MODELS[wildcards.model]["reference"] == "subtract":
+        inputs["pristine"] = "results/data/pristine.nc"
+    return inputs
+
+
+def train_flags(wildcards, input):
+    """The `python -m model train` options of one configured model (threads excluded:
+    they change the speed, not the result, so they must not trigger a rerun)."""
+    m = MODELS[wildcards.model]
+    flags = [
+        f"--arch {m['arch']}",
+        f"--epochs {m['epochs']}",
+        f"--batch-size {m['batch_size']}",
+        f"--lr {m['lr']}",
+        f"--weight-decay {m['weight_decay']}",
+        f"--loss {m['loss']}",
+        f"--huber-delta {m['huber_delta']}",
+        f"--patience {m['patience']}",
+        f"--seed {m['seed']}",
+        f"--reference {m['reference']}",
+    ]
+    if m["reference"] == "subtract":
+        flags.append(f"--pristine {input.pristine}")
+    if m["arch_kwargs"]:
+        flags.append(f"--arch-kwargs {shlex.quote(json.dumps(m['arch_kwargs']))}")
+    return " ".join(flags)
+
+
+def model_threads(wildcards):
+    return MODELS[wildcards.model]["threads"]
+
+
+def evaluate_input(wildcards):
+    return {
+        "data": SHARD_FILES,
+        "labels": LABEL_FILES,
+        "split": "results/split/split.json",
+        "checkpoint": f"results/models/{wildcards.model}/checkpoint.pt",
+    }
+
+
+# ---------------------------------------------------------------- final targets
+def get_final_output():
+    """Everything `snakemake` with no target builds."""
+    outputs = [
+        "results/config/simulation.yaml",
+        "results/data/pristine.nc",
+        *expand("results/data/summary/shard-{shard}.txt", shard=SHARDS),
+        "results/split/split.json",
+        *expand("results/models/{model}/history.csv", model=MODELS),
+        *expand("results/eval/{model}/metrics.json", model=MODELS),
+        "results/compare/table.csv",
+        "results/compare/table.md",
+        "results/compare/iou_vs_crack_size.png",
+        "results/compare/loss_curves.png",
+        *expand(
+            "results/figures/sample-{sample}/{kind}.png",
+            sample=config["figures"]["samples"],
+            kind=["traces", "snapshots"],
+        ),
+    ]
+    return outputs

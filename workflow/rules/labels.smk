@@ -1,0 +1,43 @@
+# Key-point labels per shard (paper §3.5) and the deterministic train/val/test split.
+
+
+rule labels:
+    input:
+        "results/data/shard-{shard}.nc",
+    output:
+        "results/labels/shard-{shard}.nc",
+    log:
+        "logs/labels/shard-{shard}.log",
+    benchmark:
+        "benchmarks/labels/shard-{shard}.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../../envs/crackpoint.yaml"
+    shell:
+        "python -m model labels {input} --out {output} > {log} 2>&1"
+
+
+rule split:
+    input:
+        LABEL_FILES,
+    output:
+        "results/split/split.json",
+    params:
+        fractions=" ".join(str(f) for f in config["split"]["fractions"]),
+        seed=config["split"]["seed"],
+    log:
+        "logs/split/split.log",
+    benchmark:
+        "benchmarks/split/split.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    conda:
+        "../../envs/crackpoint.yaml"
+    shell:
+        "python -m model split --labels {input} --out {output}"
+        " --fractions {params.fractions} --seed {params.seed} > {log} 2>&1"

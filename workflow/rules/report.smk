@@ -1,0 +1,72 @@
+# The comparison over all models (one table, IoU vs crack size, loss curves) and sample figures.
+
+
+rule compare:
+    input:
+        metrics=expand("results/eval/{model}/metrics.json", model=MODELS),
+        tables=expand("results/eval/{model}/table1.csv", model=MODELS),
+        predictions=expand("results/eval/{model}/predictions.nc", model=MODELS),
+        histories=expand("results/models/{model}/history.csv", model=MODELS),
+    output:
+        table_csv="results/compare/table.csv",
+        table_md=report(
+            "results/compare/table.md",
+            caption="../report/compare_table.rst",
+            category="5. Comparison",
+        ),
+        iou_vs_size=report(
+            "results/compare/iou_vs_crack_size.png",
+            caption="../report/iou_vs_crack_size.rst",
+            category="5. Comparison",
+        ),
+        loss_curves=report(
+            "results/compare/loss_curves.png",
+            caption="../report/loss_curves.rst",
+            category="5. Comparison",
+        ),
+    params:
+        models=list(MODELS),
+    log:
+        "logs/report/compare.log",
+    benchmark:
+        "benchmarks/report/compare.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../../envs/crackpoint.yaml"
+    script:
+        "../scripts/compare.py"
+
+
+rule sample_figures:
+    """Sensor traces and wavefield snapshots of one sample (global index), by the solver."""
+    input:
+        shard_of_sample,
+    output:
+        traces=report(
+            "results/figures/sample-{sample}/traces.png",
+            caption="../report/traces.rst",
+            category="2. Samples",
+            subcategory="sample {sample}",
+        ),
+        snapshots=report(
+            "results/figures/sample-{sample}/snapshots.png",
+            caption="../report/snapshots.rst",
+            category="2. Samples",
+            subcategory="sample {sample}",
+        ),
+    log:
+        "logs/report/sample-{sample}.log",
+    benchmark:
+        "benchmarks/report/sample-{sample}.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=20,
+    conda:
+        "../../envs/crackpoint.yaml"
+    shell:
+        "python -m dlem plot {input} --sample {wildcards.sample}"
+        " --traces {output.traces} --snapshots {output.snapshots} > {log} 2>&1"

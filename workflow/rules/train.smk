@@ -1,0 +1,35 @@
+# One training job per configured model (config `models:`).
+
+
+rule train:
+    """Train one model on the split's train subset (validation subset for early stopping).
+    The model's config entry is the `flags` param: editing it retrains that model only."""
+    input:
+        unpack(train_input),
+    output:
+        checkpoint="results/models/{model}/checkpoint.pt",
+        history=report(
+            "results/models/{model}/history.csv",
+            caption="../report/history.rst",
+            category="3. Training",
+            subcategory="{model}",
+        ),
+        summary="results/models/{model}/summary.txt",
+    params:
+        flags=train_flags,
+        out_dir=subpath(output.checkpoint, parent=True),
+    log:
+        "logs/train/{model}.log",
+    benchmark:
+        "benchmarks/train/{model}.tsv"
+    threads: model_threads
+    resources:
+        mem_mb=8000,
+        runtime=720,
+    conda:
+        "../../envs/crackpoint.yaml"
+    shell:
+        "OMP_NUM_THREADS={threads} python -m model train"
+        " --data {input.data} --labels {input.labels} --split {input.split}"
+        " --out-dir {params.out_dir} {params.flags}"
+        " --device auto --workers 0 > {log} 2>&1"
