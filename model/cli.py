@@ -1,0 +1,160 @@
+"""Command line: `python -m model labels|split|train|evaluate` (see `--help` of each).
+
+Inputs are checked here, at the edge: a missing or corrupt file, a shard that lacks a
+variable of docs/data-format.md, or a split naming unknown samples ends the command with a
+one-line error (exit status 2) that names the problem.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from model.data import REFERENCES, SUBSETS, load_labels, make_split, write_split
+from model.io import DataError
+from model.losses import LOSSES
+from model.metrics import DEFAULT_SIZE_THRESHOLDS
+from model.nets import ARCHITECTURES
+
+FORMATTER = argparse.ArgumentDefaultsHelpFormatter
+
+
+def _add_data_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", nargs="+", required=True, metavar="SHARD.nc",
+                        help="simulation shards (docs/data-format.md) holding the wavefields")
+    parser.add_argument("--labels", nargs="+", required=True, metavar="LABELS.nc",
+                        help="key-point label files written by `python -m model labels`")
+    parser.add_argument("--split", required=True, metavar="SPLIT.json",
+                        help="train/val/test split written by `python -m model split`")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                        help="where to run the network; auto = CUDA when available")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="DataLoader worker processes reading samples (0 = main process)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m model",
+        description="Key-point crack localisation (MicroCrackPointNet) on crackpoint shards.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("labels", formatter_class=FORMATTER,
+                       help="bounding key points from a shard's crack masks",
+                       description="Write the key-point labels (box, has_crack, crack_size, "
+                                   "n_cracks) of one shard, following paper §3.5.")
+    p.add_argument("shard", metavar="SHARD.nc", help="simulation shard with crack_mask")
+    p.add_argument("--out", required=True, metavar="LABELS.nc", help="labels file to write")
+
+    p = sub.add_parser("split", formatter_class=FORMATTER,
+                       help="deterministic train/val/test split by sample index",
+                       description="Split all labelled samples into train/val/test with a "
+                                   "seeded permutation and write it as JSON.")
+    p.add_argument("--labels", nargs="+", required=True, metavar="LABELS.nc",
+                   help="label files whose samples are split")
+    p.add_argument("--out", required=True, metavar="SPLIT.json", help="split file to write")
+    p.add_argument("--fractions", nargs=3, type=float, default=[0.7, 0.15, 0.15],
+                   metavar=("TRAIN", "VAL", "TEST"), help="subset fractions, summing to 1")
+    p.add_argument("--seed", type=int, default=0, help="seed of the permutation")
+
+    p = sub.add_parser("train", formatter_class=FORMATTER, help="train a box model",
+                       description="Train an architecture on the split's training samples "
+                                   "(those with a crack); writes OUT_DIR/checkpoint.pt (every "
+                                   "epoch), OUT_DIR/history.csv and OUT_DIR/summary.txt.")
+    _add_data_args(p)
+    p.add_argument("--arch", default="microcrackpointnet", choices=sorted(ARCHITECTURES),
+                   help="registered architecture (model/nets/__init__.py)")
+    p.add_argument("--arch-kwargs", default="{}", metavar="JSON",
+                   help='architecture hyperparameters overriding its defaults, e.g. '
+                        '\'{"attention": "gc", "dropout": 0.1}\'')
+    p.add_argument("--out-dir", required=True, help="folder for checkpoint, history, summary")
+    p.add_argument("--epochs", type=int, default=200, help="maximum number of epochs")
+    p.add_argument("--batch-size", type=int, default=32, help="samples per optimiser step")
+    p.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate")
+    p.add_argument("--weight-decay", type=float, default=1e-4, help="AdamW weight decay")
+    p.add_argument("--loss", default="mse", choices=LOSSES,
+                   help="training loss on the box coordinates (giou = 1 - generalised IoU)")
+    p.add_argument("--huber-delta", type=float, default=1.0,
+                   help="Huber threshold between quadratic and linear (loss and metric)")
+    p.add_argument("--scheduler", default="cosine", choices=("cosine", "plateau"),
+                   help="LR schedule: cosine to 0 over --epochs, or halve on a val-loss plateau")
+    p.add_argument("--patience", type=int, default=20,
+                   help="stop after this many epochs without a better validation loss")
+    p.add_argument("--seed", type=int, default=0, help="seed of weights, shuffling, dropout")
+    p.add_argument("--reference", default="none", choices=REFERENCES,
+                   help="subtract: feed the scattered field (wavefield - pristine reference)")
+    p.add_argument("--pristine", metavar="PRISTINE.nc",
+                   help="pristine reference file (one uncracked sample); needed by --reference subtract")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from OUT_DIR/checkpoint.pt if it exists (its options win), "
+                        "giving the same weights as an uninterrupted run")
+    p.add_argument("--stop-after", type=int, metavar="EPOCHS",
+                   help="end this run after that many completed epochs (e.g. a job time "
+                        "limit); continue later with --resume")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+
+    p = sub.add_parser("evaluate", formatter_class=FORMATTER, help="score a checkpoint",
+                       description="Predict boxes for a split subset and write predictions.nc, "
+                                   "metrics.json, table1.csv, table1.md and figures/*.png.")
+    _add_data_args(p)
+    p.add_argument("--checkpoint", required=True, help="checkpoint.pt written by train")
+    p.add_argument("--out-dir", required=True, help="folder for the evaluation outputs")
+    p.add_argument("--subset", default="test", choices=SUBSETS, help="split subset to score")
+    p.add_argument("--size-thresholds", nargs="+", type=float,
+                   default=list(DEFAULT_SIZE_THRESHOLDS), metavar="M",
+                   help="Table-1 rows: crack size (total length, m) greater than each value")
+    p.add_argument("--batch-size", type=int, default=32, help="samples per forward pass")
+    return parser
+
+
+def _run_train(args: argparse.Namespace) -> None:
+    from model.train import TrainConfig, train
+
+    try:
+        arch_kwargs = json.loads(args.arch_kwargs)
+    except json.JSONDecodeError as err:
+        raise DataError(f"--arch-kwargs is not valid JSON: {err}") from err
+    if not isinstance(arch_kwargs, dict):
+        raise DataError(f"--arch-kwargs must be a JSON object, got {args.arch_kwargs!r}")
+    if args.reference == "subtract" and not args.pristine and not args.resume:
+        raise DataError("--reference subtract needs --pristine PRISTINE.nc")
+    config = TrainConfig(
+        arch=args.arch, arch_kwargs=arch_kwargs, epochs=args.epochs, batch_size=args.batch_size,
+        lr=args.lr, weight_decay=args.weight_decay, loss=args.loss, huber_delta=args.huber_delta,
+        scheduler=args.scheduler, patience=args.patience, seed=args.seed, device=args.device,
+        workers=args.workers, reference=args.reference)
+    state = train(args.data, args.labels, args.split, args.out_dir, config, pristine=args.pristine,
+                  resume=args.resume, stop_after=args.stop_after, progress=not args.no_progress)
+    print(f"{args.out_dir}/checkpoint.pt: epoch {state['epoch']}, "
+          f"finished={state['finished']}, params={state['params']}")
+
+
+def _run_evaluate(args: argparse.Namespace) -> None:
+    from model.evaluate import evaluate
+
+    result = evaluate(args.data, args.labels, args.split, args.checkpoint, args.out_dir,
+                      subset=args.subset, thresholds=args.size_thresholds,
+                      batch_size=args.batch_size, device=args.device, workers=args.workers)
+    print(json.dumps({k: result[k] for k in ("count", "IoU", "Purity", "Integrity")}))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "labels":
+            from model.keypoints import write_labels
+            write_labels(args.shard, args.out)
+        elif args.command == "split":
+            split = make_split(load_labels(args.labels), args.fractions, args.seed)
+            write_split(split, args.out)
+            print(json.dumps({"n_samples": split["n_samples"], "counts": split["counts"]}))
+        elif args.command == "train":
+            _run_train(args)
+        else:
+            _run_evaluate(args)
+    except (DataError, ValueError) as err:
+        print(f"python -m model {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    return 0

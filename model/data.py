@@ -1,0 +1,271 @@
+"""NetCDF shards and labels -> splits, normalisation statistics and a lazy torch Dataset.
+
+Shapes and units (docs/data-format.md): a wavefield is `(time, sensor, component)` =
+`(2000, 81, 2)` float32 displacements in metres; a box is `(xmin, ymin, xmax, ymax)` in plate
+fractions. Samples are addressed everywhere by their global `sample` index.
+
+Memory: labels (a few numbers per sample) are loaded whole; wavefields never are. Statistics
+stream over dask chunks of `sample`, and the Dataset reads one sample at a time through a
+netCDF4 handle that each worker process opens once per shard.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import netCDF4
+import numpy as np
+import torch
+import xarray as xr
+from torch.utils.data import Dataset
+
+from model.io import (LABEL_VARIABLES, SHARD_VARIABLES, DataError, open_checked,
+                      write_text_atomic)
+
+SUBSETS = ("train", "val", "test")
+REFERENCES = ("none", "subtract")
+STAT_DIMS = ("sample", "time", "sensor")
+
+
+@dataclass
+class Labels:
+    """Key-point labels of many shards, sorted by `sample` (all arrays have length N)."""
+
+    sample: np.ndarray      # (N,) int64 global sample index
+    box: np.ndarray         # (N, 4) float64, NaN where there is no crack
+    has_crack: np.ndarray   # (N,) bool
+    crack_size: np.ndarray  # (N,) float64, m
+    n_cracks: np.ndarray    # (N,) int32
+    paths: list[str]        # the label files, in the order given
+
+    def rows(self, sample_ids: np.ndarray) -> np.ndarray:
+        """Row positions of `sample_ids`; DataError naming any id that has no label."""
+        sample_ids = np.asarray(sample_ids, dtype=np.int64)
+        pos = np.searchsorted(self.sample, sample_ids)
+        pos_ok = np.minimum(pos, len(self.sample) - 1)
+        unknown = sample_ids[(pos >= len(self.sample)) | (self.sample[pos_ok] != sample_ids)]
+        if unknown.size:
+            raise DataError(f"{unknown.size} sample(s) have no label in {self.paths}: "
+                            f"{unknown[:10].tolist()}{' ...' if unknown.size > 10 else ''}")
+        return pos
+
+
+def load_labels(paths: Sequence[str | os.PathLike]) -> Labels:
+    """Read and concatenate label files written by `python -m model labels`."""
+    parts = []
+    for path in paths:
+        with open_checked(path, LABEL_VARIABLES, "labels") as ds:
+            parts.append({name: ds[name].values for name in LABEL_VARIABLES})
+    if not parts:
+        raise DataError("no label files given")
+    merged = {name: np.concatenate([p[name] for p in parts]) for name in LABEL_VARIABLES}
+    order = np.argsort(merged["sample"], kind="stable")
+    merged = {name: values[order] for name, values in merged.items()}
+    repeated = merged["sample"][1:][np.diff(merged["sample"]) == 0]
+    if repeated.size:
+        raise DataError(f"sample(s) {np.unique(repeated)[:10].tolist()} appear in more than "
+                        f"one label file among {list(map(str, paths))}")
+    return Labels(sample=merged["sample"].astype(np.int64),
+                  box=merged["box"].astype(np.float64),
+                  has_crack=merged["has_crack"].astype(bool),
+                  crack_size=merged["crack_size"].astype(np.float64),
+                  n_cracks=merged["n_cracks"].astype(np.int32),
+                  paths=[str(p) for p in paths])
+
+
+# --- split -------------------------------------------------------------------------------------
+
+def make_split(labels: Labels, fractions: Sequence[float] = (0.7, 0.15, 0.15),
+               seed: int = 0) -> dict:
+    """Deterministic train/val/test split of all labelled samples by global `sample` index.
+
+    The sorted sample ids are permuted with `numpy.random.default_rng(seed)`; the first
+    `round(f_train N)` go to train, the next `round(f_val N)` to val, the rest to test.
+    Samples without a crack stay in their subset (counted) and are listed under `no_crack`;
+    box training and evaluation skip them.
+    """
+    fractions = [float(f) for f in fractions]
+    if len(fractions) != 3 or min(fractions) < 0 or abs(sum(fractions) - 1) > 1e-6:
+        raise ValueError(f"fractions must be three non-negative numbers summing to 1, got {fractions}")
+    ids = labels.sample
+    perm = np.random.default_rng(seed).permutation(ids)
+    n_train = round(fractions[0] * len(ids))
+    n_val = min(round(fractions[1] * len(ids)), len(ids) - n_train)
+    parts = dict(zip(SUBSETS, np.split(perm, [n_train, n_train + n_val])))
+    no_crack = set(ids[~labels.has_crack].tolist())
+    split = {
+        "seed": seed,
+        "fractions": dict(zip(SUBSETS, fractions)),
+        "labels": labels.paths,
+        "n_samples": int(len(ids)),
+        "counts": {name: {"total": len(part),
+                          "with_crack": len(part) - len(no_crack.intersection(part.tolist()))}
+                   for name, part in parts.items()},
+        "no_crack": sorted(no_crack),
+    }
+    split.update({name: np.sort(part).tolist() for name, part in parts.items()})
+    return split
+
+
+def write_split(split: dict, path: str | os.PathLike) -> None:
+    """Write the split as JSON (one top-level key per line), atomically."""
+    body = ",\n".join(f" {json.dumps(key)}: {json.dumps(value)}" for key, value in split.items())
+    write_text_atomic("{\n" + body + "\n}\n", path)
+
+
+def read_split(path: str | os.PathLike, labels: Labels | None = None) -> dict:
+    """Read a split JSON; with `labels`, check that every sample it names is labelled."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"split file not found: {path}")
+    try:
+        split = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise DataError(f"split file {path} is not valid JSON: {err}") from err
+    missing = [name for name in (*SUBSETS, "no_crack") if name not in split]
+    if missing:
+        raise DataError(f"split file {path} lacks the key(s) {missing}")
+    if labels is not None:
+        for name in SUBSETS:
+            try:
+                labels.rows(np.asarray(split[name], dtype=np.int64))
+            except DataError as err:
+                raise DataError(f"split {path} subset {name!r} names unknown samples: {err}") from err
+    return split
+
+
+def box_samples(split: dict, subset: str, labels: Labels) -> np.ndarray:
+    """Sample ids of `subset` that have a crack (box training / evaluation set), sorted."""
+    if subset not in SUBSETS:
+        raise ValueError(f"subset must be one of {SUBSETS}, got {subset!r}")
+    ids = np.asarray(split[subset], dtype=np.int64)
+    return ids[labels.has_crack[labels.rows(ids)]]
+
+
+# --- shards ------------------------------------------------------------------------------------
+
+@dataclass
+class ShardIndex:
+    """Where each sample's wavefield lives: shard file and position inside it."""
+
+    paths: list[str]
+    wave_shape: tuple[int, int, int]   # (time, sensor, component)
+    sample: np.ndarray                 # (M,) int64, sorted
+    shard: np.ndarray                  # (M,) index into `paths`
+    local: np.ndarray                  # (M,) position inside that shard
+
+    @classmethod
+    def build(cls, paths: Sequence[str | os.PathLike]) -> ShardIndex:
+        """Index the shards (reads only coordinates and metadata)."""
+        samples, shards, locals_, shapes = [], [], [], set()
+        for i, path in enumerate(paths):
+            with open_checked(path, SHARD_VARIABLES, "shard") as ds:
+                ids = ds["sample"].values.astype(np.int64)
+                shapes.add(tuple(ds["wavefield"].shape[1:]))
+            samples.append(ids)
+            shards.append(np.full(len(ids), i))
+            locals_.append(np.arange(len(ids)))
+        if not samples:
+            raise DataError("no shard files given")
+        if len(shapes) != 1:
+            raise DataError(f"shards disagree on the wavefield shape (time, sensor, component): {shapes}")
+        sample = np.concatenate(samples)
+        order = np.argsort(sample, kind="stable")
+        if np.any(np.diff(sample[order]) == 0):
+            raise DataError(f"a sample index appears in more than one shard among {list(map(str, paths))}")
+        return cls([str(p) for p in paths], shapes.pop(), sample[order],
+                   np.concatenate(shards)[order], np.concatenate(locals_)[order])
+
+    def locate(self, sample_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(shard, local) positions of `sample_ids`; DataError naming ids in no shard."""
+        sample_ids = np.asarray(sample_ids, dtype=np.int64)
+        pos = np.minimum(np.searchsorted(self.sample, sample_ids), len(self.sample) - 1)
+        unknown = sample_ids[self.sample[pos] != sample_ids]
+        if unknown.size:
+            raise DataError(f"{unknown.size} sample(s) are in no shard of {self.paths}: "
+                            f"{unknown[:10].tolist()}{' ...' if unknown.size > 10 else ''}")
+        return self.shard[pos], self.local[pos]
+
+
+def read_reference(path: str | os.PathLike, wave_shape: tuple[int, int, int]) -> np.ndarray:
+    """The pristine reference wavefield `(time, sensor, component)` float32 [m]."""
+    with open_checked(path, SHARD_VARIABLES, "pristine reference") as ds:
+        if ds.sizes["sample"] != 1 or int(ds["n_cracks"].values[0]) != 0:
+            raise DataError(f"pristine reference {path} must hold exactly one sample with "
+                            f"n_cracks = 0 (has {ds.sizes['sample']} sample(s))")
+        reference = ds["wavefield"].values[0].astype(np.float32)
+    if reference.shape != tuple(wave_shape):
+        raise DataError(f"pristine reference {path} has wavefield shape {reference.shape}, "
+                        f"the shards have {tuple(wave_shape)}")
+    return reference
+
+
+def normalisation_stats(index: ShardIndex, sample_ids: np.ndarray,
+                        reference: np.ndarray | None = None,
+                        chunk_samples: int = 16) -> dict[str, list[float]]:
+    """Per-component mean and standard deviation [m] of the (reference-subtracted) wavefield.
+
+    Computed over `sample_ids` (the training split) and all times and sensors, streamed with
+    dask in chunks of `chunk_samples` samples. A zero standard deviation is replaced by 1.
+    """
+    wavefield = xr.open_mfdataset(
+        index.paths, combine="nested", concat_dim="sample", chunks={"sample": chunk_samples},
+        preprocess=lambda ds: ds[["wavefield"]], data_vars="minimal", coords="minimal",
+        compat="override", engine="netcdf4",
+    )["wavefield"]
+    with wavefield:
+        field = wavefield.sel(sample=np.sort(sample_ids)).astype(np.float64)
+        if reference is not None:
+            field = field - xr.DataArray(reference, dims=("time", "sensor", "component"))
+        stats = xr.Dataset({"mean": field.mean(STAT_DIMS), "std": field.std(STAT_DIMS)}).compute()
+    std = stats["std"].values
+    return {"mean": stats["mean"].values.tolist(), "std": np.where(std > 0, std, 1.0).tolist()}
+
+
+class WavefieldDataset(Dataset):
+    """Lazy samples: `(wavefield float32 (time, sensor, component), box float32 (4,))`.
+
+    The wavefield is `(x - reference - mean) / std` per component (reference optional);
+    boxes are plate fractions. Each worker process opens each shard once, on first use.
+    """
+
+    def __init__(self, index: ShardIndex, sample_ids: np.ndarray, labels: Labels,
+                 stats: dict[str, list[float]], reference: np.ndarray | None = None):
+        self.sample_ids = np.asarray(sample_ids, dtype=np.int64)
+        self.paths = index.paths
+        self.shard, self.local = index.locate(self.sample_ids)
+        self.boxes = labels.box[labels.rows(self.sample_ids)].astype(np.float32)
+        mean = np.asarray(stats["mean"], dtype=np.float32)
+        self.offset = mean if reference is None else (reference + mean).astype(np.float32)
+        self.inv_std = (1.0 / np.asarray(stats["std"], dtype=np.float64)).astype(np.float32)
+        self._handles: dict[int, netCDF4.Dataset] = {}
+        self._pid = os.getpid()
+
+    def __len__(self) -> int:
+        return len(self.sample_ids)
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_handles"] = {}  # handles do not cross process boundaries
+        return state
+
+    def _handle(self, shard: int) -> netCDF4.Dataset:
+        if self._pid != os.getpid():  # forked worker: never reuse the parent's HDF5 handles
+            self._handles, self._pid = {}, os.getpid()
+        if shard not in self._handles:
+            handle = netCDF4.Dataset(self.paths[shard], "r")
+            handle.set_auto_mask(False)
+            self._handles[shard] = handle
+        return self._handles[shard]
+
+    def read_raw(self, i: int, variable: str = "wavefield") -> np.ndarray:
+        """Unnormalised `variable[sample]` of item `i` (e.g. `crack_mask` for plots)."""
+        return np.asarray(self._handle(int(self.shard[i]))[variable][int(self.local[i])])
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        field = (self.read_raw(i).astype(np.float32) - self.offset) * self.inv_std
+        return torch.from_numpy(field), torch.from_numpy(self.boxes[i])

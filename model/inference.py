@@ -1,0 +1,33 @@
+"""Batched prediction with a box model."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+
+def resolve_device(name: str) -> torch.device:
+    """"auto" -> CUDA when available, else CPU; "cpu"/"cuda" as given (cuda checked)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda was asked for but no CUDA device is available")
+    return torch.device(name)
+
+
+def make_loader(dataset: Dataset, batch_size: int, workers: int, device: torch.device,
+                generator: torch.Generator | None = None) -> DataLoader:
+    """A DataLoader; shuffled (by `generator`) when a generator is given."""
+    return DataLoader(dataset, batch_size=batch_size, shuffle=generator is not None,
+                      generator=generator, num_workers=workers,
+                      pin_memory=device.type == "cuda")
+
+
+@torch.no_grad()
+def predict(model: nn.Module, loader: DataLoader, device: torch.device) -> np.ndarray:
+    """Boxes `(N, 4)` float64 predicted for every item of `loader`, in order (eval mode)."""
+    model.eval()
+    out = [model(x.to(device, non_blocking=True)).double().cpu() for x, _ in loader]
+    return torch.cat(out).numpy() if out else np.zeros((0, 4))

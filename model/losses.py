@@ -1,0 +1,51 @@
+"""Training losses on `(B, 4)` boxes `(xmin, ymin, xmax, ymax)` in plate fractions (paper §3.3).
+
+`mse`, `mae` and `huber` are the paper's three regression losses (mean over batch and
+coordinates; Huber is x^2/2 inside `delta`, `delta(|x| - delta/2)` outside). `giou` is the
+generalised-IoU loss `1 - GIoU` (Rezatofighi et al., CVPR 2019) for later box models; it
+treats an inverted predicted box as zero-area, like `model.metrics`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+
+import torch
+import torch.nn.functional as F
+
+LOSSES = ("mse", "mae", "huber", "giou")
+_EPS = 1e-9
+
+
+def _area(boxes: torch.Tensor) -> torch.Tensor:
+    return (boxes[:, 2] - boxes[:, 0]).clamp(min=0) * (boxes[:, 3] - boxes[:, 1]).clamp(min=0)
+
+
+def giou_loss(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
+    """Mean `1 - GIoU` of row-paired `(B, 4)` boxes; in [0, 2]."""
+    inter_lo = torch.maximum(pred[:, :2], true[:, :2])
+    inter_hi = torch.minimum(pred[:, 2:], true[:, 2:])
+    inter = _area(torch.cat([inter_lo, inter_hi], dim=1))
+    union = _area(pred) + _area(true) - inter
+    iou = inter / (union + _EPS)
+    hull_lo = torch.minimum(pred[:, :2], true[:, :2])
+    hull_hi = torch.maximum(pred[:, 2:], true[:, 2:])
+    hull = _area(torch.cat([hull_lo, hull_hi], dim=1))
+    giou = iou - (hull - union) / (hull + _EPS)
+    return (1.0 - giou).mean()
+
+
+def make_loss(name: str, huber_delta: float = 1.0) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The loss function `(pred, true) -> scalar` called `name` (one of LOSSES)."""
+    if name == "mse":
+        return F.mse_loss
+    if name == "mae":
+        return F.l1_loss
+    if name == "huber":
+        if huber_delta <= 0:
+            raise ValueError(f"huber_delta must be > 0, got {huber_delta}")
+        return partial(F.huber_loss, delta=huber_delta)
+    if name == "giou":
+        return giou_loss
+    raise ValueError(f"unknown loss {name!r}; choose one of {LOSSES}")

@@ -1,0 +1,86 @@
+"""Evaluation figures (matplotlib, Agg backend): boxes on the label grid, loss curves, IoU vs size.
+
+Boxes are `(xmin, ymin, xmax, ymax)` plate fractions; masks are `(16, 16)` with row 0 at the
+bottom (y = 0), so they are drawn with `origin="lower"` over `[0, 1] x [0, 1]`.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (backend first)
+import numpy as np  # noqa: E402
+from matplotlib.patches import Rectangle  # noqa: E402
+
+TRUE_COLOUR, PRED_COLOUR = "tab:green", "tab:red"
+
+
+def _save(fig, path: str | os.PathLike) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+
+
+def _box_patch(box: np.ndarray, colour: str, label: str) -> Rectangle:
+    xmin, ymin, xmax, ymax = box
+    return Rectangle((xmin, ymin), xmax - xmin, ymax - ymin, fill=False, edgecolor=colour,
+                     linewidth=2, label=label)
+
+
+def plot_boxes(masks: np.ndarray, true: np.ndarray, pred: np.ndarray, titles: Sequence[str],
+               path: str | os.PathLike, suptitle: str) -> None:
+    """One panel per sample: shaded true mask, true box (green), predicted box (red).
+
+    `masks` `(n, H, W)`, `true` and `pred` `(n, 4)`.
+    """
+    n = len(masks)
+    fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.6), squeeze=False,
+                             layout="constrained")
+    for ax, mask, t, p, title in zip(axes[0], masks, true, pred, titles):
+        height, width = mask.shape
+        ax.imshow(mask, cmap="Greys", vmin=0, vmax=2, origin="lower", extent=(0, 1, 0, 1))
+        ax.set_xticks(np.linspace(0, 1, width + 1), minor=True)
+        ax.set_yticks(np.linspace(0, 1, height + 1), minor=True)
+        ax.grid(which="minor", color="0.85", linewidth=0.5)
+        ax.add_patch(_box_patch(t, TRUE_COLOUR, "true"))
+        ax.add_patch(_box_patch(p, PRED_COLOUR, "predicted"))
+        ax.set(xlim=(0, 1), ylim=(0, 1), aspect="equal", title=title, xlabel="x / plate width")
+        ax.title.set_fontsize(9)
+    axes[0, 0].set_ylabel("y / plate height")
+    axes[0, 0].legend(loc="upper right", fontsize=7)
+    fig.suptitle(suptitle)
+    _save(fig, path)
+
+
+def plot_loss_curves(history_csv: str | os.PathLike, path: str | os.PathLike) -> None:
+    """Training and validation loss (log scale) and validation IoU per epoch from history.csv."""
+    with open(history_csv, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    epoch = [int(r["epoch"]) for r in rows]
+    fig, (ax_loss, ax_iou) = plt.subplots(1, 2, figsize=(9, 3.5))
+    ax_loss.plot(epoch, [float(r["train_loss"]) for r in rows], "o-", ms=3, label="train")
+    ax_loss.plot(epoch, [float(r["val_loss"]) for r in rows], "o-", ms=3, label="validation")
+    ax_loss.set(yscale="log", xlabel="epoch", ylabel="loss", title="loss")
+    ax_loss.legend()
+    ax_iou.plot(epoch, [float(r["val_iou"]) for r in rows], "o-", ms=3, color="tab:purple")
+    ax_iou.set(xlabel="epoch", ylabel="mean IoU", ylim=(0, 1), title="validation IoU")
+    _save(fig, path)
+
+
+def plot_iou_vs_size(crack_size: np.ndarray, iou: np.ndarray, table: list[dict],
+                     path: str | os.PathLike) -> None:
+    """Per-sample IoU against crack size [mm], with the Table-1 means (size > threshold)."""
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.scatter(1e3 * np.asarray(crack_size), iou, s=8, alpha=0.5, label="sample")
+    ax.plot([1e3 * r["threshold"] for r in table], [r["IoU"] for r in table], "s-",
+            color="tab:red", label="mean IoU, size > threshold")
+    ax.set(xlabel="crack size (total length) [mm]", ylabel="IoU", ylim=(0, 1),
+           title="IoU vs crack size")
+    ax.legend(fontsize=8)
+    _save(fig, path)

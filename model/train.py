@@ -1,0 +1,254 @@
+"""Training loop: AdamW + LR schedule, early stopping, per-epoch checkpoints, bit-exact resume.
+
+Reproducibility: torch is seeded once from `seed`; epoch `e` shuffles with its own generator
+seeded `seed + e`; deterministic algorithms are requested; the global torch (and CUDA) RNG
+state, optimizer, scheduler and early-stopping state are checkpointed after every epoch, so
+`resume=True` continues to the same final weights as an uninterrupted run on the same
+machine and thread count. The data pipeline itself draws no random numbers.
+
+Outputs in `out_dir`: `checkpoint.pt` (see model.checkpoint), `history.csv` (epoch,
+train_loss, val_loss, val_iou, lr, seconds), `summary.txt` (layer summary).
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from model.checkpoint import load_checkpoint, save_checkpoint
+from model.data import (ShardIndex, WavefieldDataset, box_samples, load_labels,
+                        normalisation_stats, read_reference, read_split)
+from model.inference import make_loader, predict, resolve_device
+from model.io import DataError, write_text_atomic
+from model.losses import make_loss
+from model.metrics import box_iou
+from model.nets import build_model
+from model.nets.summary import format_summary, parameter_counts
+
+SCHEDULERS = ("cosine", "plateau")
+HISTORY_FIELDS = ("epoch", "train_loss", "val_loss", "val_iou", "lr", "seconds")
+IDENTITY_STATS = {"mean": [0.0, 0.0], "std": [1.0, 1.0]}
+
+
+@dataclass
+class TrainConfig:
+    """Training options (stored in the checkpoint)."""
+
+    arch: str = "microcrackpointnet"
+    arch_kwargs: dict = field(default_factory=dict)
+    epochs: int = 200              # paper §3.12
+    batch_size: int = 32
+    lr: float = 1e-3               # AdamW learning rate
+    weight_decay: float = 1e-4     # AdamW decoupled weight decay
+    loss: str = "mse"              # mse | mae | huber | giou
+    huber_delta: float = 1.0
+    scheduler: str = "cosine"      # cosine (to 0 over `epochs`) | plateau (x0.5)
+    patience: int = 20             # epochs without a better val loss before stopping
+    seed: int = 0
+    device: str = "auto"
+    workers: int = 0               # DataLoader worker processes
+    reference: str = "none"        # none | subtract (pristine wavefield)
+
+    def validate(self) -> None:
+        """ValueError naming the first bad option."""
+        if self.scheduler not in SCHEDULERS:
+            raise ValueError(f"scheduler must be one of {SCHEDULERS}, got {self.scheduler!r}")
+        for name in ("epochs", "batch_size", "patience"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.lr <= 0 or self.weight_decay < 0 or self.workers < 0:
+            raise ValueError("lr must be > 0, weight_decay and workers >= 0")
+        make_loss(self.loss, self.huber_delta)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch (CPU and CUDA) and ask for deterministic kernels."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark = False
+
+
+def _rng_state() -> dict:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def write_history(history: list[dict], path: Path) -> None:
+    """The per-epoch log as CSV (atomic rewrite)."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=HISTORY_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(history)
+    write_text_atomic(buffer.getvalue(), path)
+
+
+def _make_scheduler(name: str, optimizer, epochs: int, patience: int):
+    if name == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
+    return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5,
+                                                      patience=max(1, patience // 3))
+
+
+def _train_epoch(model, loader, loss_fn, optimizer, device, desc: str, progress: bool) -> float:
+    model.train()
+    total, count = 0.0, 0
+    bar = tqdm(loader, desc=desc, leave=False, disable=not progress, unit="batch")
+    for x, y in bar:
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        optimizer.step()
+        total += loss.item() * len(x)
+        count += len(x)
+        bar.set_postfix(loss=f"{loss.item():.4g}")
+    return total / count
+
+
+def _validate(model, loader, loss_fn, device) -> tuple[float, float]:
+    """(loss, mean IoU of predictions clipped to the plate) on a loader."""
+    pred = predict(model, loader, device)
+    true = np.asarray(loader.dataset.boxes, dtype=np.float64)
+    loss = float(loss_fn(torch.from_numpy(pred), torch.from_numpy(true)))
+    return loss, float(box_iou(np.clip(pred, 0, 1), true).mean())
+
+
+def _fit_closed_form(model, train_set, val_set, loss_fn) -> list[dict]:
+    """Fit a model with `fit_boxes` (e.g. MeanBox) from the training boxes; one history row."""
+    start = time.perf_counter()
+    model.fit_boxes(torch.from_numpy(train_set.boxes))
+    rows = []
+    for dataset in (train_set, val_set):
+        true = torch.from_numpy(dataset.boxes).double()
+        pred = model(torch.zeros(len(true), 1)).double()  # needs the batch size only
+        rows.append((float(loss_fn(pred, true)),
+                     float(box_iou(np.clip(pred.numpy(), 0, 1), true.numpy()).mean())))
+    return [{"epoch": 1, "train_loss": rows[0][0], "val_loss": rows[1][0],
+             "val_iou": rows[1][1], "lr": 0.0, "seconds": time.perf_counter() - start}]
+
+
+def train(data: list[str], labels: list[str], split: str, out_dir: str | os.PathLike,
+          config: TrainConfig, pristine: str | None = None, resume: bool = False,
+          stop_after: int | None = None, progress: bool = True) -> dict:
+    """Train `config.arch` on the split's training samples; return the final checkpoint dict.
+
+    `stop_after` ends this run after that many completed epochs (e.g. a job's time limit),
+    leaving a checkpoint that `resume=True` continues from.
+    """
+    out_dir = Path(out_dir)
+    ckpt_path = out_dir / "checkpoint.pt"
+    state = load_checkpoint(ckpt_path) if resume and ckpt_path.exists() else None
+    if state is not None:
+        config = TrainConfig(**state["config"])
+    config.validate()
+    if config.reference == "subtract" and pristine is None and state is None:
+        raise DataError("reference 'subtract' needs a pristine reference file (--pristine)")
+    seed_everything(config.seed)
+    device = resolve_device(config.device)
+
+    label_set = load_labels(labels)
+    split_dict = read_split(split, label_set)
+    index = ShardIndex.build(data)
+    train_ids = box_samples(split_dict, "train", label_set)
+    val_ids = box_samples(split_dict, "val", label_set)
+    if len(train_ids) == 0 or len(val_ids) == 0:
+        raise DataError(f"split {split}: training ({len(train_ids)}) and validation "
+                        f"({len(val_ids)}) subsets both need samples with a crack")
+
+    model = build_model(config.arch, **config.arch_kwargs).to(device)
+    closed_form = hasattr(model, "fit_boxes")
+    if state is not None:
+        reference = None if state["reference"] is None else state["reference"].numpy()
+        stats = state["stats"]
+    else:
+        reference = read_reference(pristine, index.wave_shape) if config.reference == "subtract" else None
+        all_train = np.asarray(split_dict["train"], dtype=np.int64)
+        stats = IDENTITY_STATS if closed_form else normalisation_stats(index, all_train, reference)
+    train_set = WavefieldDataset(index, train_ids, label_set, stats, reference)
+    val_set = WavefieldDataset(index, val_ids, label_set, stats, reference)
+    loss_fn = make_loss(config.loss, config.huber_delta)
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(format_summary(model, (1, *index.wave_shape)) + "\n", out_dir / "summary.txt")
+    base = {
+        "config": asdict(config), "arch": config.arch,
+        "hyperparameters": model.hyperparameters(), "stats": stats,
+        "reference": None if reference is None else torch.from_numpy(reference),
+        "data": {"shards": index.paths, "labels": label_set.paths, "split": str(split)},
+        "params": parameter_counts(model),
+    }
+
+    if closed_form:
+        history = _fit_closed_form(model, train_set, val_set, loss_fn)
+        weights = copy.deepcopy(model.state_dict())
+        state = {**base, "model": weights, "best_model": weights, "epoch": 1,
+                 "history": history, "finished": True}
+        save_checkpoint(state, ckpt_path)
+        write_history(history, out_dir / "history.csv")
+        return state
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = _make_scheduler(config.scheduler, optimizer, config.epochs, config.patience)
+    history: list[dict] = []
+    stopping = {"best_val": float("inf"), "best_epoch": 0, "bad_epochs": 0}
+    best_model = copy.deepcopy(model.state_dict())
+    start_epoch, finished = 0, False
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        _set_rng_state(state["rng"])
+        history, stopping = state["history"], state["early_stopping"]
+        best_model, start_epoch, finished = state["best_model"], state["epoch"], state["finished"]
+
+    for epoch in range(start_epoch, config.epochs):
+        if finished or (stop_after is not None and epoch >= stop_after):
+            break
+        tic = time.perf_counter()
+        generator = torch.Generator().manual_seed(config.seed + epoch)
+        train_loader = make_loader(train_set, config.batch_size, config.workers, device, generator)
+        val_loader = make_loader(val_set, config.batch_size, config.workers, device)
+        lr = optimizer.param_groups[0]["lr"]
+        train_loss = _train_epoch(model, train_loader, loss_fn, optimizer, device,
+                                  f"epoch {epoch + 1}/{config.epochs}", progress)
+        val_loss, val_iou = _validate(model, val_loader, loss_fn, device)
+        if config.scheduler == "plateau":
+            scheduler.step(val_loss)
+        else:
+            scheduler.step()
+        history.append({"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss,
+                        "val_iou": val_iou, "lr": lr, "seconds": time.perf_counter() - tic})
+        if val_loss < stopping["best_val"]:
+            stopping = {"best_val": val_loss, "best_epoch": epoch + 1, "bad_epochs": 0}
+            best_model = copy.deepcopy(model.state_dict())
+        else:
+            stopping["bad_epochs"] += 1
+        finished = stopping["bad_epochs"] >= config.patience or epoch + 1 == config.epochs
+        if progress:
+            tqdm.write(json.dumps({k: round(v, 6) for k, v in history[-1].items()}))
+        state = {**base, "model": model.state_dict(), "best_model": best_model,
+                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                 "rng": _rng_state(), "epoch": epoch + 1, "history": history,
+                 "early_stopping": stopping, "finished": finished}
+        save_checkpoint(state, ckpt_path)
+        write_history(history, out_dir / "history.csv")
+    return state

@@ -1,0 +1,94 @@
+"""Shared pytest fixtures.
+
+`contract_*` fixtures write small NetCDF files shaped exactly like docs/data-format.md
+(random wavefields, masks rasterised from random line segments) so that the `model`
+package is tested without running the solver.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import xarray as xr
+
+CONTRACT_PLATE = 0.1          # m, square plate
+CONTRACT_N_TIME = 2000
+CONTRACT_GRID = 16
+
+
+def contract_segment_mask(rng: np.random.Generator, grid: int = CONTRACT_GRID):
+    """(mask (grid, grid) uint8, length [m]) of a random straight crack on the plate."""
+    centre = rng.uniform(0.2, 0.8, 2) * CONTRACT_PLATE
+    length = rng.uniform(0.002, 0.02)
+    angle = rng.uniform(0, np.pi)
+    t = np.linspace(-0.5, 0.5, 200)[:, None]
+    points = centre + t * length * np.array([np.cos(angle), np.sin(angle)])
+    cells = np.clip((points / CONTRACT_PLATE * grid).astype(int), 0, grid - 1)
+    mask = np.zeros((grid, grid), np.uint8)
+    mask[cells[:, 1], cells[:, 0]] = 1  # row = y, column = x
+    return mask, length
+
+
+def write_contract_shard(path, sample_ids, rng: np.random.Generator, pristine_every: int = 0,
+                         n_time: int = CONTRACT_N_TIME) -> xr.Dataset:
+    """Write a shard with the contract's variables; every `pristine_every`-th sample is uncracked."""
+    n = len(sample_ids)
+    masks = np.zeros((n, CONTRACT_GRID, CONTRACT_GRID), np.uint8)
+    sizes = np.zeros(n)
+    n_cracks = np.zeros(n, np.int32)
+    for i in range(n):
+        if pristine_every and i % pristine_every == 0:
+            continue
+        masks[i], sizes[i] = contract_segment_mask(rng)
+        n_cracks[i] = 1
+    grid = np.linspace(0.1, 0.9, 9) * CONTRACT_PLATE
+    sx, sy = np.meshgrid(grid, grid)  # row-major from the lower left: k = iy * 9 + ix
+    ds = xr.Dataset(
+        {
+            "wavefield": (("sample", "time", "sensor", "component"),
+                          (1e-9 * rng.standard_normal((n, n_time, 81, 2))).astype(np.float32),
+                          {"units": "m"}),
+            "sensor_x": (("sensor",), sx.ravel(), {"units": "m"}),
+            "sensor_y": (("sensor",), sy.ravel(), {"units": "m"}),
+            "crack_mask": (("sample", "label_y", "label_x"), masks, {"units": "1"}),
+            "crack_size": (("sample",), sizes, {"units": "m"}),
+            "n_cracks": (("sample",), n_cracks, {"units": "1"}),
+            "sample_seed": (("sample",), np.asarray(sample_ids, np.int64) + 1000, {"units": "1"}),
+        },
+        coords={
+            "sample": ("sample", np.asarray(sample_ids, np.int64), {"units": "1"}),
+            "time": ("time", np.arange(n_time) * 1e-7, {"units": "s"}),
+            "component": ("component", ["ux", "uy"]),
+        },
+        attrs={"Conventions": "CF-1.10", "title": "contract test shard",
+               "plate_width": CONTRACT_PLATE, "plate_height": CONTRACT_PLATE,
+               "config": json.dumps({"test": True})},
+    )
+    encoding = {"wavefield": {"zlib": True, "complevel": 1, "chunksizes": (1, n_time, 81, 2)}}
+    ds.to_netcdf(path, engine="netcdf4", encoding=encoding)
+    return ds
+
+
+@pytest.fixture(scope="session")
+def contract_data(tmp_path_factory):
+    """Two shards (samples 0-9 and 10-19; samples 0 and 10 uncracked), their label files,
+    a pristine reference and a 0.6/0.2/0.2 split. Returns a dict of paths."""
+    from model.data import load_labels, make_split, write_split
+    from model.keypoints import write_labels
+
+    root = tmp_path_factory.mktemp("contract")
+    rng = np.random.default_rng(1234)
+    shards, labels = [], []
+    for i, ids in enumerate([range(0, 10), range(10, 20)]):
+        shard = root / f"shard-{i:04d}.nc"
+        write_contract_shard(shard, list(ids), rng, pristine_every=10)
+        shards.append(shard)
+        labels.append(write_labels(shard, root / "labels" / f"shard-{i:04d}.nc"))
+    pristine = root / "pristine.nc"
+    write_contract_shard(pristine, [0], rng, pristine_every=1)
+    split = root / "split.json"
+    write_split(make_split(load_labels(labels), (0.6, 0.2, 0.2), seed=0), split)
+    return {"root": root, "shards": shards, "labels": labels, "pristine": pristine,
+            "split": split}
