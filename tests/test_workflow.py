@@ -291,3 +291,18 @@ def test_readme_crack_examples_are_valid_configs():
         simulation["cracks"] = example["cracks"]
         errors = [e.message for e in validator.iter_errors(simulation)]
         assert not errors, errors
+
+
+def test_schema_choices_match_the_model_cli():
+    """The enums of the models/evaluation sections are the `model` package's registries."""
+    from model.data import REFERENCES, SUBSETS
+    from model.losses import LOSSES
+    from model.nets import ARCHITECTURES
+
+    schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    model = schema["properties"]["models"]["items"]["properties"]
+    assert set(model["arch"]["enum"]) == set(ARCHITECTURES)
+    assert set(model["loss"]["enum"]) == set(LOSSES)
+    assert set(model["reference"]["enum"]) == set(REFERENCES)
+    subset = schema["properties"]["evaluation"]["properties"]["subset"]
+    assert set(subset["enum"]) == set(SUBSETS)

@@ -75,36 +75,41 @@ LABEL_FILES = expand("results/labels/shard-{shard}.nc", shard=SHARDS)
 
 
 # ---------------------------------------------------------------- train / evaluate
+# model entry key -> `python -m model train` option; keys left out take the CLI's defaults
+TRAIN_OPTIONS = {
+    "arch": "--arch",
+    "epochs": "--epochs",
+    "batch_size": "--batch-size",
+    "lr": "--lr",
+    "weight_decay": "--weight-decay",
+    "loss": "--loss",
+    "huber_delta": "--huber-delta",
+    "scheduler": "--scheduler",
+    "patience": "--patience",
+    "seed": "--seed",
+    "reference": "--reference",
+}
+
+
 def train_input(wildcards):
     inputs = {
         "data": SHARD_FILES,
         "labels": LABEL_FILES,
         "split": "results/split/split.json",
     }
-    if MODELS[wildcards.model]["reference"] == "subtract":
+    if MODELS[wildcards.model].get("reference") == "subtract":
         inputs["pristine"] = "results/data/pristine.nc"
     return inputs
 
 
 def train_flags(wildcards, input):
-    """The `python -m model train` options of one configured model (threads excluded:
-    they change the speed, not the result, so they must not trigger a rerun)."""
+    """The `python -m model train` options of one configured model. `threads` is left out:
+    it changes the speed, not the result, so it must not trigger a rerun."""
     m = MODELS[wildcards.model]
-    flags = [
-        f"--arch {m['arch']}",
-        f"--epochs {m['epochs']}",
-        f"--batch-size {m['batch_size']}",
-        f"--lr {m['lr']}",
-        f"--weight-decay {m['weight_decay']}",
-        f"--loss {m['loss']}",
-        f"--huber-delta {m['huber_delta']}",
-        f"--patience {m['patience']}",
-        f"--seed {m['seed']}",
-        f"--reference {m['reference']}",
-    ]
-    if m["reference"] == "subtract":
+    flags = [f"{flag} {m[key]}" for key, flag in TRAIN_OPTIONS.items() if key in m]
+    if m.get("reference") == "subtract":
         flags.append(f"--pristine {input.pristine}")
-    if m["arch_kwargs"]:
+    if m.get("arch_kwargs"):
         flags.append(f"--arch-kwargs {shlex.quote(json.dumps(m['arch_kwargs']))}")
     return " ".join(flags)
 

@@ -31,5 +31,4 @@ rule train:
     shell:
         "OMP_NUM_THREADS={threads} python -m model train"
         " --data {input.data} --labels {input.labels} --split {input.split}"
-        " --out-dir {params.out_dir} {params.flags}"
-        " --device auto --workers 0 > {log} 2>&1"
+        " --out-dir {params.out_dir} {params.flags} --no-progress > {log} 2>&1"

@@ -82,13 +82,14 @@ def fmt(value: float, digits: int = 4) -> str:
 
 
 def build_table(models: list[str], eval_dirs: list[Path]) -> tuple[list[dict], dict]:
-    """Long rows (model, crack_size_gt, count, IoU, Purity, Integrity, MAE, MSE, Huber)."""
+    """Long rows (model, crack_size_gt_m, count, IoU, Purity, Integrity, MAE, MSE, Huber)."""
     rows, errors = [], {}
     for name, eval_dir in zip(models, eval_dirs):
         metrics = json.loads((eval_dir / "metrics.json").read_text())
         errors[name] = {m: find_scalar(metrics, m) for m in ERROR_METRICS}
         for row in read_csv(eval_dir / "table1.csv"):
-            out = {"model": name, "crack_size_gt": as_float(row.get("threshold"))}
+            threshold = row.get("crack_size_gt_m", row.get("threshold"))
+            out = {"model": name, "crack_size_gt_m": as_float(threshold)}
             out["count"] = int(as_float(row.get("count", "nan"))) if row.get("count") else 0
             out.update({m: as_float(row.get(m)) for m in TABLE_METRICS})
             out.update(errors[name])
@@ -97,8 +98,8 @@ def build_table(models: list[str], eval_dirs: list[Path]) -> tuple[list[dict], d
 
 
 def markdown(models: list[str], rows: list[dict], errors: dict) -> str:
-    thresholds = sorted({r["crack_size_gt"] for r in rows})
-    lookup = {(r["model"], r["crack_size_gt"]): r for r in rows}
+    thresholds = sorted({r["crack_size_gt_m"] for r in rows})
+    lookup = {(r["model"], r["crack_size_gt_m"]): r for r in rows}
     lines = [
         "# Comparison of the models",
         "",
@@ -178,7 +179,7 @@ def compare(models: list[str], eval_dirs: list[Path], model_dirs: list[Path],
             table_csv: Path, table_md: Path, iou_png: Path, loss_png: Path) -> None:
     rows, errors = build_table(models, eval_dirs)
     table_csv.parent.mkdir(parents=True, exist_ok=True)
-    fields = ["model", "crack_size_gt", "count", *TABLE_METRICS, *ERROR_METRICS]
+    fields = ["model", "crack_size_gt_m", "count", *TABLE_METRICS, *ERROR_METRICS]
     tmp = table_csv.with_name(f".{table_csv.name}.tmp-{os.getpid()}")
     with open(tmp, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=fields)
