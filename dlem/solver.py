@@ -36,8 +36,19 @@ from .lattice import Lattice, stiffness_blocks
 
 # --------------------------------------------------------------------------- kernels
 
+@njit(cache=True, inline="always")
+def record(u, n, rec_at, rec, every):
+    """Store ``u[:, rec_at]`` ((2, P) state) in ``rec[n // every]`` when ``n % every == 0``."""
+    if n % every == 0 and n // every < rec.shape[0]:
+        r = n // every
+        for k in range(rec_at.shape[0]):
+            rec[r, k, 0] = u[0, rec_at[k]]
+            rec[r, k, 1] = u[1, rec_at[k]]
+
+
 @njit(cache=True, fastmath=True, boundscheck=False)
-def advance_triangular(u, v, scale, coef, blocks, dt, width, step0, n_steps, src_at, src_force):
+def advance_triangular(u, v, scale, coef, blocks, dt, width, step0, n_steps, src_at, src_force,
+                       rec_at, rec, every):
     """Advance the structured triangular lattice by ``n_steps`` steps.
 
     The (ny, nx) node layout is padded by one ghost node on each side and flattened row-major
@@ -47,8 +58,9 @@ def advance_triangular(u, v, scale, coef, blocks, dt, width, step0, n_steps, src
     element from a node to its east / north-east / north-west neighbour (0 = no element).
     ``coef``: (2, P) the update coefficients ``a1, a2``. ``blocks``: (3, 3), rows = directions
     0, 60, 120 degrees, columns = Bxx, Bxy, Byy [N/m]. ``src_at``: (S,) flat node index of each
-    source; ``src_force``: (steps, S, 2) [N] indexed by the global step number.
-    Indices are unsigned so that numba emits no wrap-around checks and LLVM vectorises.
+    source; ``src_force``: (steps, S, 2) [N] indexed by the global step number. Before every
+    step ``n`` with ``n % every == 0`` the displacement at the flat indices ``rec_at`` (R,) is
+    stored in ``rec[n // every]`` ((records, R, 2)). Indices are unsigned so that numba emits no wrap-around checks and LLVM vectorises.
     """
     exx, exy, eyy = blocks[0, 0], blocks[0, 1], blocks[0, 2]
     pxx, pxy, pyy = blocks[1, 0], blocks[1, 1], blocks[1, 2]
@@ -62,6 +74,7 @@ def advance_triangular(u, v, scale, coef, blocks, dt, width, step0, n_steps, src
     for n in range(step0, step0 + n_steps):
         cx, cy = u[n % 2, 0], u[n % 2, 1]
         tx, ty = u[(n + 1) % 2, 0], u[(n + 1) % 2, 1]
+        record(u[n % 2], n, rec_at, rec, every)
         for j in range(1, ny + 1):
             o = uint64((j - 1) % 2)             # odd rows are shifted by +h/2
             row = uint64(j * width)
@@ -114,12 +127,14 @@ def advance_triangular(u, v, scale, coef, blocks, dt, width, step0, n_steps, src
 
 
 @njit(cache=True, fastmath=True, boundscheck=False)
-def advance_csr(u, v, indptr, indices, block, coef, dt, step0, n_steps, src_at, src_force):
+def advance_csr(u, v, indptr, indices, block, coef, dt, step0, n_steps, src_at, src_force,
+                rec_at, rec, every):
     """Advance a general lattice by ``n_steps``, gathering neighbours from a CSR list.
 
     ``u``: (2, 2, N) double-buffered displacement, ``v``: (2, N), ``coef``: (2, N) as in
     ``advance_triangular``; row ``i`` of the CSR (``indptr``, ``indices``) lists the neighbours
     ``j`` of node ``i`` and ``block``: (3, nnz) the element stiffness ``Bxx, Bxy, Byy`` [N/m].
+    Sources and recording as in ``advance_triangular``.
     """
     n_nodes = u.shape[2]
     vx, vy = v[0], v[1]
@@ -128,6 +143,7 @@ def advance_csr(u, v, indptr, indices, block, coef, dt, step0, n_steps, src_at, 
     for n in range(step0, step0 + n_steps):
         cx, cy = u[n % 2, 0], u[n % 2, 1]
         tx, ty = u[(n + 1) % 2, 0], u[(n + 1) % 2, 1]
+        record(u[n % 2], n, rec_at, rec, every)
         for i in range(n_nodes):
             x0 = cx[i]
             y0 = cy[i]
@@ -303,8 +319,13 @@ class Simulation:
         self.u[self._current()][:, self._flat] = u.T
         self.v[:, self._flat] = v.T
 
-    def advance(self, n_steps: int) -> None:
-        """Advance by ``n_steps`` time steps (the sources are indexed by the global step)."""
+    def advance(self, n_steps: int, record_nodes: np.ndarray | None = None,
+                records: np.ndarray | None = None, every: int = 1) -> None:
+        """Advance by ``n_steps`` time steps (the sources are indexed by the global step).
+
+        With ``record_nodes`` (R,) and ``records`` (n_records, R, 2), the displacement at those
+        nodes before every step ``n`` with ``n % every == 0`` goes to ``records[n // every]``.
+        """
         if n_steps <= 0:
             return
         if self.source_force.shape[1] and self.step + n_steps > len(self.source_force):
@@ -312,16 +333,21 @@ class Simulation:
         force = self.source_force if self.source_force.shape[1] else np.zeros((0, 0, 2), self.dtype)
         dt = self.dtype.type(self.dt)
         src_at = self._flat[self.source_nodes].astype(np.uint64)
+        if record_nodes is None:
+            rec_at, records = np.zeros(0, np.uint64), np.zeros((0, 0, 2), self.dtype)
+        else:
+            rec_at = self._flat[record_nodes].astype(np.uint64)
         if self.kernel == "triangular":
             advance_triangular(self.u, self.v, self._scale, self._coef, self._blocks3, dt,
-                               self._width, self.step, n_steps, src_at, force)
+                               self._width, self.step, n_steps, src_at, force, rec_at,
+                               records, every)
         elif self.kernel == "csr":
             advance_csr(self.u, self.v, self.indptr, self.indices, self._block, self._coef, dt,
-                        self.step, n_steps, src_at, force)
+                        self.step, n_steps, src_at, force, rec_at, records, every)
         else:
-            if len(self.source_nodes):
-                raise ValueError("the bond-list kernel is the unforced reference; use it "
-                                 "through set_state")
+            if len(self.source_nodes) or record_nodes is not None:
+                raise ValueError("the bond-list kernel is the unforced reference: no sources, "
+                                 "no recording")
             advance_bondlist(self.u[0, 0], self.u[0, 1], self.v[0], self.v[1], self.bonds,
                              *self._block, *self._coef, dt, n_steps, self._f[0], self._f[1])
         self.step += n_steps

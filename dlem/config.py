@@ -1,0 +1,130 @@
+"""Loading and validating the simulation config (validated once, here, at the edge).
+
+The schema ``dlem/schema/simulation.schema.yaml`` is the single description of every key; the
+Snakemake workflow validates its ``simulation:`` section against the same file. On top of the
+schema this module checks what a schema cannot: registered crack geometries, the parameters
+each geometry needs, sources and fixed cracks inside the plate.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from pathlib import Path
+
+import jsonschema
+import numpy as np
+import yaml
+
+from . import cracks as crack_mod
+
+SCHEMA_PATH = Path(__file__).parent / "schema" / "simulation.schema.yaml"
+NEEDS = {"segment": ("length",), "polyline": ("length",), "rectangle": ("length", "width"),
+         "ellipse": ("length", "width")}
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 reads ``1e5`` (no dot or sign in the exponent) as a string; accept it as a float."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?$|^[-+]?\.(?:inf|Inf|INF)$|^\.(?:nan|NaN|NAN)$"),
+    list("-+0123456789."))
+
+
+class ConfigError(ValueError):
+    """A simulation config that cannot be run; the message names the key and the problem."""
+
+
+def schema() -> dict:
+    return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
+def _fill_defaults(node: dict, sch: dict, root: dict) -> None:
+    """Insert schema defaults for missing keys, recursively (objects and arrays of objects)."""
+    for key, sub in sch.get("properties", {}).items():
+        if "$ref" in sub:
+            sub = root["$defs"][sub["$ref"].split("/")[-1]] | {k: v for k, v in sub.items() if k != "$ref"}
+        if key not in node and "default" in sub:
+            node[key] = copy.deepcopy(sub["default"])
+        if key not in node and sub.get("type") == "object":
+            node[key] = {}
+        if isinstance(node.get(key), dict):
+            _fill_defaults(node[key], sub, root)
+        elif isinstance(node.get(key), list) and "items" in sub:
+            items = sub["items"]
+            if "$ref" in items:
+                items = root["$defs"][items["$ref"].split("/")[-1]]
+            for elem in node[key]:
+                if isinstance(elem, dict):
+                    _fill_defaults(elem, items, root)
+
+
+def validate(cfg: dict) -> dict:
+    """Return the resolved config (defaults filled in) or raise ConfigError naming the key."""
+    sch = schema()
+    errors = sorted(jsonschema.Draft202012Validator(sch).iter_errors(cfg), key=lambda e: list(e.path))
+    if errors:
+        lines = [f"  at '{'.'.join(map(str, e.path)) or '<top>'}': {e.message}" for e in errors[:10]]
+        raise ConfigError("invalid simulation config:\n" + "\n".join(lines))
+    cfg = copy.deepcopy(cfg)
+    _fill_defaults(cfg, sch, sch)
+    _check_semantics(cfg)
+    return cfg
+
+
+def _check_semantics(cfg: dict) -> None:
+    plate = cfg["plate"]
+    w, h = plate["width"], plate["height"]
+    for k, s in enumerate(cfg["sources"]):
+        if not (0 <= s["x"] <= w and 0 <= s["y"] <= h):
+            raise ConfigError(f"sources[{k}] at ({s['x']}, {s['y']}) m is outside the "
+                              f"{w} x {h} m plate")
+    count = cfg["cracks"]["count"]
+    if count["min"] > count["max"]:
+        raise ConfigError(f"cracks.count: min={count['min']} is larger than max={count['max']}")
+    for k, fam in enumerate(cfg["cracks"].get("families", [])):
+        where = f"cracks.families[{k}] ({fam.get('name', fam['geometry'])})"
+        try:
+            crack_mod.geometry(fam["geometry"])
+        except ValueError as err:
+            raise ConfigError(f"{where}: {err}") from None
+        for key in NEEDS.get(fam["geometry"], ("length",)):
+            if key not in fam:
+                raise ConfigError(f"{where}: geometry {fam['geometry']!r} needs '{key}'")
+        for key in ("length", "width", "x", "y", "angle", "kink"):
+            spec = fam.get(key)
+            if isinstance(spec, list) and spec[0] > spec[1]:
+                raise ConfigError(f"{where}.{key}: range {spec} has low > high")
+            if key in ("length", "width") and spec is not None and np.min(spec) <= 0:
+                raise ConfigError(f"{where}.{key}: sizes must be positive, got {spec}")
+    if count["max"] > 0 and not cfg["cracks"].get("families") and not cfg["cracks"].get("fixed"):
+        raise ConfigError("cracks: count.max > 0 but neither `families` nor `fixed` is given")
+    sources = np.array([[s["x"], s["y"]] for s in cfg["sources"]])
+    for k, spec in enumerate(cfg["cracks"].get("fixed") or []):
+        try:
+            crack = crack_mod.crack_from_dict(spec)
+            crack_mod.check_placement(crack, w, h, sources, cfg["cracks"]["clearance"])
+        except ValueError as err:
+            raise ConfigError(f"cracks.fixed[{k}]: {err}") from None
+
+
+def load(path: str | Path) -> dict:
+    """Read a YAML or JSON simulation config file and validate it."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        cfg = yaml.load(path.read_text(), Loader=_Loader)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config file {path} is not valid YAML/JSON: {err}") from None
+    if not isinstance(cfg, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of simulation settings")
+    return validate(cfg)
+
+
+def dumps(cfg: dict) -> str:
+    """Canonical JSON of a config (sorted keys), the form stored in every shard."""
+    return json.dumps(cfg, sort_keys=True)

@@ -1,0 +1,258 @@
+"""From a config to NetCDF shards: scenarios per sample index, simulation, atomic writing.
+
+A sample is fully defined by (config, sample index): its seed is drawn from
+``SeedSequence([config seed, index])`` and stored as ``sample_seed``; its cracks come from
+``default_rng(sample_seed)``. The lattice, time step and sources depend on the config only.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import multiprocessing as mp
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+from tqdm import tqdm
+
+from . import __version__
+from . import config as config_mod
+from .cracks import PARAMS, Crack, cut_elements, rasterize, sample_cracks
+from .lattice import Lattice, build_lattice, stable_dt, stiffness_blocks
+from .sensors import nearest_nodes, sensor_grid
+from .solver import Simulation, damping_profile
+from .source import PointSource, source_forces
+
+MAX_VERTICES = 48
+
+
+@dataclass
+class Setup:
+    """Everything about a run that does not depend on the sample.
+
+    ``dt`` [s] is the time step, ``every`` the steps per record, so that
+    ``n_time * every`` steps of ``dt`` span exactly ``duration``; ``times`` (n_time,) [s].
+    """
+
+    cfg: dict
+    lattice: Lattice
+    dt: float
+    dt_stable: float
+    every: int
+    times: np.ndarray
+    sources: list[PointSource]
+    source_nodes: np.ndarray
+    source_force: np.ndarray
+    sensor_x: np.ndarray
+    sensor_y: np.ndarray
+    sensor_nodes: np.ndarray
+    damping: np.ndarray
+
+    @property
+    def n_steps(self) -> int:
+        return len(self.times) * self.every
+
+    @property
+    def dtype(self):
+        return np.dtype(self.cfg["time"]["dtype"])
+
+
+def choose_time_step(dt_stable: float, duration: float, n_time: int, safety: float,
+                     dt: float | None) -> tuple[float, int]:
+    """The time step [s] and steps per record.
+
+    A requested ``dt`` above the stable limit ``dt_stable`` is refused. The step used is the
+    largest ``duration / (n_time * every) <= (dt or safety * dt_stable)``, so records fall
+    exactly on steps and no interpolation is needed.
+    """
+    if dt is not None and dt > dt_stable:
+        raise config_mod.ConfigError(
+            f"time.dt={dt:.4g} s exceeds the stable limit {dt_stable:.4g} s of this lattice "
+            f"(2 / omega_max, Gershgorin bound); use time.dt <= {dt_stable:.4g} or leave it null")
+    target = dt if dt is not None else safety * dt_stable
+    every = int(np.ceil(duration / (n_time * target) - 1e-9))
+    return duration / (n_time * every), max(every, 1)
+
+
+@lru_cache(maxsize=4)
+def _setup_cached(cfg_json: str) -> Setup:
+    cfg = json.loads(cfg_json)
+    plate, t = cfg["plate"], cfg["time"]
+    lattice = build_lattice(plate, cfg["lattice"])
+    dt_stable = stable_dt(lattice, stiffness_blocks(lattice))
+    dt, every = choose_time_step(dt_stable, t["duration"], t["n_time"], t["safety"], t["dt"])
+    sources = [PointSource(**s) for s in cfg["sources"]]
+    steps = np.arange(t["n_time"] * every) * dt
+    sx, sy = sensor_grid(plate["width"], plate["height"], **cfg["sensors"])
+    absorbing = cfg["absorbing"]
+    damping = damping_profile(lattice.points, plate["width"], plate["height"],
+                              absorbing["width"], absorbing["strength"] * 2 * np.pi * sources[0].f0)
+    return Setup(cfg, lattice, dt, dt_stable, every, np.arange(t["n_time"]) * dt * every,
+                 sources, nearest_nodes(lattice.points, [s.x for s in sources],
+                                        [s.y for s in sources]),
+                 source_forces(sources, steps), sx, sy,
+                 nearest_nodes(lattice.points, sx, sy), damping)
+
+
+def setup(cfg: dict) -> Setup:
+    """The sample-independent part of a run (cached per process for a given config)."""
+    return _setup_cached(config_mod.dumps(cfg))
+
+
+def sample_seed(seed: int, index: int) -> int:
+    """The 63-bit seed of sample ``index`` of a dataset with config seed ``seed``."""
+    return int(np.random.SeedSequence([seed, index]).generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+
+def scenario(cfg: dict, index: int, pristine: bool = False) -> tuple[int, list[tuple[int, Crack]]]:
+    """The seed and the ``(family index, crack)`` list of sample ``index``."""
+    seed = sample_seed(cfg["seed"], index)
+    if pristine:
+        return seed, []
+    plate = cfg["plate"]
+    sources = np.array([[s["x"], s["y"]] for s in cfg["sources"]])
+    return seed, sample_cracks(cfg["cracks"], np.random.default_rng(seed), plate["width"],
+                               plate["height"], sources)
+
+
+def simulation(st: Setup, cracks: list[Crack]) -> Simulation:
+    """A ready-to-run simulation of the plate with ``cracks`` cut into it."""
+    cut = cut_elements(cracks, st.lattice.points, st.lattice.bonds)
+    return Simulation(st.lattice, cut, st.damping, st.dt, st.dtype, st.source_nodes,
+                      st.source_force)
+
+
+def simulate_sample(cfg: dict, index: int, pristine: bool = False) -> dict:
+    """Simulate one sample; returns the per-sample arrays of the shard (see docs/data-format.md)."""
+    st = setup(cfg)
+    seed, drawn = scenario(cfg, index, pristine)
+    cracks = [c for _, c in drawn]
+    sim = simulation(st, cracks)
+    records = np.zeros((len(st.times), len(st.sensor_nodes), 2), st.dtype)
+    sim.advance(st.n_steps, st.sensor_nodes, records, st.every)
+    if not np.all(np.isfinite(records)):
+        raise FloatingPointError(f"sample {index}: the wavefield is not finite (unstable run)")
+    lab = cfg["labels"]
+    n_max = max(cfg["cracks"]["count"]["max"], len(cfg["cracks"].get("fixed") or []), 1)
+    params = np.full((n_max, len(PARAMS)), np.nan)
+    vertices = np.full((n_max, MAX_VERTICES, 2), np.nan)
+    for k, (family, crack) in enumerate(drawn):
+        params[k] = crack.params(family)
+        v = crack.vertices[:MAX_VERTICES]
+        vertices[k, :len(v)] = v
+    return {
+        "wavefield": records.astype(np.float32),
+        "crack_mask": rasterize(cracks, cfg["plate"]["width"], cfg["plate"]["height"],
+                                lab["nx"], lab["ny"]),
+        "crack_size": float(sum(c.length for c in cracks)),
+        "n_cracks": len(cracks),
+        "crack_params": params,
+        "crack_vertices": vertices,
+        "sample_seed": seed,
+    }
+
+
+def _work(args):
+    cfg, index, pristine = args
+    return simulate_sample(cfg, index, pristine)
+
+
+def simulate_range(cfg: dict, start: int, stop: int, workers: int = 1, pristine: bool = False,
+                   progress: bool = True) -> list[dict]:
+    """Simulate samples ``start..stop-1`` with ``workers`` processes (same bits for any count)."""
+    jobs = [(cfg, i, pristine) for i in range(start, stop)]
+    bar = dict(total=len(jobs), desc="simulating", unit="sample", disable=not progress)
+    if workers <= 1:
+        return [_work(j) for j in tqdm(jobs, **bar)]
+    with mp.get_context("fork").Pool(workers) as pool:
+        return list(tqdm(pool.imap(_work, jobs), **bar))
+
+
+def to_dataset(cfg: dict, samples: list[dict], indices: np.ndarray,
+               pristine: bool = False) -> xr.Dataset:
+    """Assemble simulated samples into the shard layout of docs/data-format.md."""
+    st = setup(cfg)
+    stack = {k: np.stack([s[k] for s in samples]) for k in samples[0]}
+    plate = cfg["plate"]
+    families = [f["geometry"] for f in cfg["cracks"].get("families", [])]
+    if cfg["cracks"].get("fixed"):
+        families = [c["geometry"] for c in cfg["cracks"]["fixed"]]
+    now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    ds = xr.Dataset(
+        {
+            "wavefield": (("sample", "time", "sensor", "component"), stack["wavefield"],
+                          {"units": "m", "long_name": "displacement at the sensors"}),
+            "sensor_x": ("sensor", st.sensor_x, {"units": "m", "long_name": "sensor x position"}),
+            "sensor_y": ("sensor", st.sensor_y, {"units": "m", "long_name": "sensor y position"}),
+            "crack_mask": (("sample", "label_y", "label_x"), stack["crack_mask"].astype(np.uint8),
+                           {"units": "1", "long_name": "crack segmentation label, row 0 at y=0"}),
+            "crack_size": ("sample", stack["crack_size"].astype(np.float64),
+                           {"units": "m", "long_name": "total crack length",
+                            "comment": "segment: length; polyline: path length; rectangle: long "
+                                       "side; ellipse: major axis; summed over the cracks"}),
+            "n_cracks": ("sample", stack["n_cracks"].astype(np.int32),
+                         {"units": "1", "long_name": "number of cracks"}),
+            "crack_params": (("sample", "crack", "param"), stack["crack_params"],
+                             {"units": "1, m, m, m, m, degree",
+                              "long_name": "crack parameters, NaN-padded"}),
+            "crack_vertices": (("sample", "crack", "vertex", "xy"), stack["crack_vertices"],
+                               {"units": "m", "long_name": "crack path vertices, NaN-padded"}),
+            "sample_seed": ("sample", stack["sample_seed"].astype(np.int64),
+                            {"units": "1", "long_name": "seed reproducing the sample"}),
+        },
+        coords={
+            "sample": ("sample", np.asarray(indices, np.int64), {"units": "1", "long_name": "global sample index"}),
+            "time": ("time", st.times, {"units": "s", "long_name": "time", "standard_name": "time"}),
+            "component": ("component", np.array(["ux", "uy"]), {"units": "1"}),
+            "param": ("param", np.array(PARAMS), {"units": "1"}),
+            "xy": ("xy", np.array(["x", "y"]), {"units": "1"}),
+        },
+        attrs={
+            "Conventions": "CF-1.10",
+            "title": "dLEM wavefields of cracked plates at a sensor grid",
+            "institution": "crackpoint",
+            "source": f"dlem {__version__} dynamic lattice element solver ({st.lattice.kind} "
+                      f"lattice, {st.lattice.n_nodes} nodes, dt={st.dt:.6g} s)",
+            "history": f"{now} python -m dlem simulate{' --pristine' if pristine else ''}",
+            "references": "Moreh et al. 2024 (MicroCrackPointNet); Sattari et al. 2022 (dLEM)",
+            "config": config_mod.dumps(cfg),
+            "crack_families": json.dumps(families),
+            "plate_width": plate["width"],
+            "plate_height": plate["height"],
+            "dt": st.dt,
+            "dlem_version": __version__,
+            "pristine": int(pristine),
+        },
+    )
+    return ds
+
+
+def write_atomic(ds: xr.Dataset, path: str | Path) -> None:
+    """Write ``ds`` to NetCDF (zlib) under a temporary name, then rename: a file at ``path``
+    is always complete."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    encoding = {v: {"zlib": True, "complevel": 4} for v in ds.data_vars}
+    encoding["wavefield"]["chunksizes"] = (1,) + ds["wavefield"].shape[1:]
+    try:
+        ds.to_netcdf(tmp, engine="netcdf4", encoding=encoding)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_shard(cfg: dict, out: str | Path, start: int, stop: int, workers: int = 1,
+                pristine: bool = False, progress: bool = True) -> xr.Dataset:
+    """Simulate samples ``start..stop-1`` (or the one pristine sample) and write the shard."""
+    if pristine:
+        start, stop = 0, 1
+    samples = simulate_range(cfg, start, stop, workers, pristine, progress)
+    ds = to_dataset(cfg, samples, np.arange(start, stop), pristine)
+    write_atomic(ds, out)
+    return ds
