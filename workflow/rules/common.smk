@@ -70,6 +70,11 @@ def shard_of_sample(wildcards):
     return f"results/data/shard-{int(wildcards.sample) // SHARD_SIZE:04d}.nc"
 
 
+def position_in_shard(wildcards):
+    """Position of global sample `wildcards.sample` within its shard (`dlem plot --sample`)."""
+    return int(wildcards.sample) % SHARD_SIZE
+
+
 SHARD_FILES = expand("results/data/shard-{shard}.nc", shard=SHARDS)
 LABEL_FILES = expand("results/labels/shard-{shard}.nc", shard=SHARDS)
 
@@ -141,6 +146,7 @@ def get_final_output():
         "results/compare/table.md",
         "results/compare/iou_vs_crack_size.png",
         "results/compare/loss_curves.png",
+        "results/report/overview.png",
         *expand(
             "results/figures/sample-{sample}/{kind}.png",
             sample=config["figures"]["samples"],

@@ -57,6 +57,8 @@ rule sample_figures:
             category="2. Samples",
             subcategory="sample {sample}",
         ),
+    params:
+        position=position_in_shard,
     log:
         "logs/report/sample-{sample}.log",
     benchmark:
@@ -68,5 +70,32 @@ rule sample_figures:
     conda:
         "../../envs/crackpoint.yaml"
     shell:
-        "python -m dlem plot {input} --sample {wildcards.sample}"
+        "python -m dlem plot {input} --sample {params.position}"
         " --traces {output.traces} --snapshots {output.snapshots} > {log} 2>&1"
+
+
+rule overview:
+    """The README's figure: sensor traces in, predicted vs true crack boxes out."""
+    input:
+        shards=SHARD_FILES,
+        predictions=expand("results/eval/{model}/predictions.nc", model=MODELS),
+    output:
+        report(
+            "results/report/overview.png",
+            caption="../report/overview.rst",
+            category="5. Comparison",
+        ),
+    params:
+        models=list(MODELS),
+    log:
+        "logs/report/overview.log",
+    benchmark:
+        "benchmarks/report/overview.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../../envs/crackpoint.yaml"
+    script:
+        "../scripts/overview.py"

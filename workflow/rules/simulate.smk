@@ -42,7 +42,7 @@ rule simulate_shard:
         "../../envs/crackpoint.yaml"
     shell:
         "python -m dlem simulate --config {input.config} --out {output}"
-        " --samples {params.samples} --workers {threads} > {log} 2>&1"
+        " --samples {params.samples} --workers {threads} --quiet > {log} 2>&1"
 
 
 rule simulate_pristine:
@@ -62,7 +62,8 @@ rule simulate_pristine:
     conda:
         "../../envs/crackpoint.yaml"
     shell:
-        "python -m dlem simulate --config {input.config} --out {output} --pristine > {log} 2>&1"
+        "python -m dlem simulate --config {input.config} --out {output} --pristine --quiet"
+        " > {log} 2>&1"
 
 
 rule inspect_shard:

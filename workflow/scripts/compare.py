@@ -10,7 +10,6 @@ new but bins and averages: per-model Table 1 rows (`table1.csv`), scalar metrics
 (`metrics.json`), per-sample IoU and crack size (`predictions.nc`), losses (`history.csv`).
 """
 
-from __future__ import annotations
 
 import argparse
 import csv
@@ -153,18 +152,25 @@ def plot_iou_vs_size(models: list[str], eval_dirs: list[Path], out: Path, bins: 
 
 
 def plot_losses(models: list[str], model_dirs: list[Path], out: Path) -> None:
+    """Train (solid) and validation (dashed) loss per epoch, one colour per model; a model
+    fitted in one step (one history row, e.g. the mean box) is a horizontal line."""
     fig, ax = plt.subplots(figsize=(6.4, 4.2), constrained_layout=True)
-    for m, d in zip(models, model_dirs):
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for k, (m, d) in enumerate(zip(models, model_dirs)):
         rows = read_csv(d / "history.csv")
         if not rows:
             continue
-        epoch_key = next((k for k in rows[0] if k.lower() == "epoch"), None)
-        epochs = [as_float(r[epoch_key]) for r in rows] if epoch_key else list(range(1, len(rows) + 1))
-        for key in rows[0]:
-            if "loss" in key.lower():
-                values = [as_float(r[key]) for r in rows]
-                style = "--" if key.lower().startswith("val") else "-"
-                ax.plot(epochs, values, style, marker=".", label=f"{m}: {key}")
+        colour = colours[k % len(colours)]
+        epochs = [as_float(r.get("epoch", i + 1)) for i, r in enumerate(rows)]
+        for key, style in (("train_loss", "-"), ("val_loss", "--")):
+            if key not in rows[0]:
+                continue
+            values = [as_float(r[key]) for r in rows]
+            label = f"{m}: {key.replace('_', ' ')}"
+            if len(rows) == 1:
+                ax.axhline(values[0], color=colour, ls=style, lw=1, label=label + " (one fit)")
+            else:
+                ax.plot(epochs, values, style, color=colour, marker=".", label=label)
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")
     ax.set_yscale("log")
