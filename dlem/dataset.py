@@ -72,7 +72,7 @@ def choose_time_step(dt_stable: float, duration: float, n_time: int, safety: flo
     if dt is not None and dt > dt_stable:
         raise config_mod.ConfigError(
             f"time.dt={dt:.4g} s exceeds the stable limit {dt_stable:.4g} s of this lattice "
-            f"(2 / omega_max, Gershgorin bound); use time.dt <= {dt_stable:.4g} or leave it null")
+            f"(2 / omega_max); use time.dt <= {dt_stable:.4g} or leave it null")
     target = dt if dt is not None else safety * dt_stable
     every = int(np.ceil(duration / (n_time * target) - 1e-9))
     return duration / (n_time * every), max(every, 1)

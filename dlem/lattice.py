@@ -50,6 +50,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sparse
+from scipy.sparse.linalg import eigsh
 from scipy.spatial import Delaunay
 
 SQRT3 = np.sqrt(3.0)
@@ -229,24 +231,41 @@ def stiffness_blocks(lattice: Lattice, k_normal: np.ndarray | None = None,
     return ks + d * n[:, 0] ** 2, d * n[:, 0] * n[:, 1], ks + d * n[:, 1] ** 2
 
 
-def max_frequency_bound(lattice: Lattice, blocks: tuple[np.ndarray, ...]) -> float:
-    """Gershgorin upper bound on the highest angular eigenfrequency ``omega_max`` [rad/s].
-
-    Bounds the largest eigenvalue of ``M^-1/2 K M^-1/2`` by its largest absolute row sum.
-    """
-    bxx, bxy, byy = (np.abs(b) for b in blocks)
+def stiffness_matrix(lattice: Lattice, blocks: tuple[np.ndarray, ...]) -> sparse.csr_matrix:
+    """The (2N, 2N) stiffness matrix ``K`` [N/m], degrees of freedom ordered (x0, y0, x1, ...)."""
     a, b = lattice.bonds[:, 0], lattice.bonds[:, 1]
-    m = lattice.mass
-    n = lattice.n_nodes
-    rows = np.zeros((2, n))
-    for comp, (diag, off) in enumerate(((bxx, bxy), (byy, bxy))):
-        for i, j in ((a, b), (b, a)):
-            # diagonal block (own node, scaled by 1/m_i) + coupling block (scaled by 1/sqrt(m_i m_j))
-            rows[comp] += np.bincount(i, (diag + off) / m[i] + (diag + off) / np.sqrt(m[i] * m[j]),
-                                      minlength=n)
-    return float(np.sqrt(rows.max()))
+    rows, cols, vals = [], [], []
+    for (p, q), v in (((0, 0), blocks[0]), ((0, 1), blocks[1]), ((1, 0), blocks[1]), ((1, 1), blocks[2])):
+        for i, j, sign in ((a, a, 1.0), (b, b, 1.0), (a, b, -1.0), (b, a, -1.0)):
+            rows.append(2 * i + p)
+            cols.append(2 * j + q)
+            vals.append(sign * v)
+    n = 2 * lattice.n_nodes
+    return sparse.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                             shape=(n, n))
 
 
-def stable_dt(lattice: Lattice, blocks: tuple[np.ndarray, ...] | None = None) -> float:
-    """Largest stable explicit (central-difference) time step ``2 / omega_max`` [s]."""
-    return 2.0 / max_frequency_bound(lattice, blocks or stiffness_blocks(lattice))
+def max_frequency(lattice: Lattice, blocks: tuple[np.ndarray, ...],
+                  method: str = "lanczos") -> float:
+    """The highest angular eigenfrequency ``omega_max`` [rad/s] of ``M^-1 K``.
+
+    ``lanczos``: the largest eigenvalue of ``M^-1/2 K M^-1/2`` by ARPACK (relative tolerance
+    1e-6, deterministic start vector), the sharp value. ``gershgorin``: its largest absolute
+    row sum, a guaranteed upper bound (about 1.35x the sharp value on these lattices).
+    """
+    k = stiffness_matrix(lattice, blocks)
+    scale = sparse.diags(1.0 / np.sqrt(np.repeat(lattice.mass, 2)))
+    a = (scale @ k @ scale).tocsr()
+    if method == "gershgorin":
+        return float(np.sqrt(abs(a).sum(axis=1).max()))
+    if method == "lanczos":
+        top = eigsh(a, k=1, which="LA", tol=1e-6, v0=np.ones(a.shape[0]),
+                    return_eigenvectors=False)[0]
+        return float(np.sqrt(top))
+    raise ValueError(f"unknown method {method!r}; expected 'lanczos' or 'gershgorin'")
+
+
+def stable_dt(lattice: Lattice, blocks: tuple[np.ndarray, ...] | None = None,
+              method: str = "lanczos") -> float:
+    """Stability limit ``2 / omega_max`` [s] of the explicit central-difference scheme."""
+    return 2.0 / max_frequency(lattice, blocks or stiffness_blocks(lattice), method)

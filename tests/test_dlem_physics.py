@@ -1,0 +1,194 @@
+"""The solver against theory: wave speeds, energy conservation, stability limit, kernels, causality."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dlem.cracks import Segment, cut_elements
+from dlem.lattice import build_lattice, lame_constants, spring_constants, stable_dt, wave_speeds
+from dlem.sensors import nearest_nodes
+from dlem.solver import Simulation
+from dlem.source import PointSource, source_forces
+
+E, RHO, T = 70e9, 2700.0, 1e-3
+
+
+def plate(width, height, nu=0.25):
+    return dict(width=width, height=height, thickness=T, youngs_modulus=E, poisson_ratio=nu,
+                density=RHO, plane="stress")
+
+
+def lag(a: np.ndarray, b: np.ndarray, dt: float, i1: float, i2: float, width: float) -> float:
+    """Time shift [s] of ``b`` relative to ``a`` from the peak of their cross-correlation, each
+    trace windowed (Gaussian, ``width`` [samples]) around its expected arrival index."""
+    n = len(a)
+    k = np.arange(n)
+    wa = a * np.exp(-((k - i1) / width) ** 2)
+    wb = b * np.exp(-((k - i2) / width) ** 2)
+    cc = np.fft.irfft(np.conj(np.fft.rfft(wa, 4 * n)) * np.fft.rfft(wb, 4 * n), 4 * n)
+    m = int(np.argmax(cc))
+    y0, y1, y2 = cc[m - 1], cc[m], cc[(m + 1) % len(cc)]
+    m = m + 0.5 * (y0 - y2) / (y0 - 2 * y1 + y2)
+    return (m - 4 * n if m > 2 * n else m) * dt
+
+
+@pytest.mark.parametrize("kind,nu", [("triangular", 0.25), ("triangular", 0.33), ("random", 0.25)])
+def test_p_and_s_wave_speeds_match_continuum_within_5_percent(kind, nu):
+    """A vertical point force at the centre of a 0.4 m plate radiates P waves along y and S
+    waves along x; the delay between receivers 60 and 140 mm away gives each speed."""
+    size, f0 = 0.4, 100e3
+    lat = build_lattice(plate(size, size, nu), dict(nodes_x=401, kind=kind, randomness=0.5))
+    c_p, c_s = wave_speeds(E, nu, RHO)
+    dt = 0.9 * stable_dt(lat)
+    src = PointSource(size / 2, size / 2, f0, angle=90.0)
+    n = int((src.onset + 0.14 / c_s + 1.5 / f0) / dt)
+    r = np.array([0.06, 0.14])
+    centre = size / 2
+    receivers = nearest_nodes(lat.points, np.r_[centre + r, centre, centre],
+                              np.r_[centre, centre, centre + r])
+    dist = np.linalg.norm(lat.points[receivers] - centre, axis=1)
+    sim = Simulation(lat, np.zeros(len(lat.bonds), bool), np.zeros(lat.n_nodes), dt, np.float64,
+                     nearest_nodes(lat.points, [centre], [centre]),
+                     source_forces([src], np.arange(n) * dt))
+    rec = np.zeros((n, 4, 2))
+    sim.advance(n, receivers, rec, 1)
+    for name, (i, j), c in (("S", (0, 1), c_s), ("P", (2, 3), c_p)):
+        arrivals = [(src.onset + dist[k] / c) / dt for k in (i, j)]
+        tau = lag(rec[:, i, 1], rec[:, j, 1], dt, *arrivals, width=1 / f0 / dt)
+        measured = (dist[j] - dist[i]) / tau
+        assert measured == pytest.approx(c, rel=0.05), f"{name}-wave speed {measured:.0f} m/s vs {c:.0f}"
+
+
+def test_calibrations_reproduce_lame_constants_and_refuse_nu_above_one_third():
+    lam, mu = lame_constants(E, 0.25)
+    k_n, k_s = spring_constants(E, 0.25, T, calibration="energy")
+    # lattice moduli of the regular lattice (lattice.py docstring)
+    assert np.sqrt(3) * (k_n - k_s) / (4 * T) == pytest.approx(lam)
+    assert np.sqrt(3) * (k_n + k_s) / (4 * T) == pytest.approx(mu)
+    k_n, k_s = spring_constants(E, 1 / 3, T)
+    assert k_s == pytest.approx(0, abs=1e-6 * k_n)
+    with pytest.raises(ValueError, match="nu <= 1/3"):
+        spring_constants(E, 0.4, T)
+
+
+def test_energy_of_free_vibration_drifts_less_than_1e_3():
+    """Undamped, unforced plate released from rest from a smooth bump (15 nodes wide, like a
+    resolved wave): the mechanical energy, with velocity-Verlet's full-step velocity
+    ``v^n = (v^{n-1/2} + v^{n+1/2}) / 2``, stays within 1e-3 of its initial value over 2000
+    steps at 0.9 of the stable time step, and leapfrog's exact invariant
+    ``v^{n+1/2} M v^{n-1/2} / 2 + u K u / 2`` to round-off."""
+    lat = build_lattice(plate(0.05, 0.05), dict(nodes_x=96))
+    dt = 0.9 * stable_dt(lat)
+    sim = Simulation(lat, np.zeros(len(lat.bonds), bool), np.zeros(lat.n_nodes), dt, np.float64)
+    x, y = lat.points.T
+    bump = 1e-6 * np.exp(-((x - 0.02) ** 2 + (y - 0.03) ** 2) / (2 * (15 * lat.spacing) ** 2))
+    u0 = np.column_stack([bump, 0.5 * bump])
+    # at rest at t = 0: the leapfrog half-step velocity is v^{-1/2} = -dt/2 * a(u0)
+    sim.set_state(u0, -0.5 * dt * sim.forces(u0) / lat.mass[:, None])
+    energy, invariant = [], []
+    m = lat.mass[:, None]
+    for _ in range(20):
+        u, v_before = sim.displacement(), sim.velocity()
+        sim.advance(1)
+        v_after = sim.velocity()
+        energy.append(sim.energy(u, 0.5 * (v_before + v_after)))
+        invariant.append(0.5 * np.sum(m * v_before * v_after) - 0.5 * np.sum(u * sim.forces(u)))
+        sim.advance(99)
+    energy, invariant = np.array(energy), np.array(invariant)
+    assert np.abs(energy / energy[0] - 1).max() < 1e-3
+    assert np.abs(invariant / invariant[0] - 1).max() < 1e-9
+
+
+def test_fast_kernels_agree_with_the_per_element_loop():
+    lat = build_lattice(plate(0.03, 0.02), dict(nodes_x=30))
+    rng = np.random.default_rng(1)
+    cut = rng.random(len(lat.bonds)) < 0.05
+    u0 = rng.standard_normal((lat.n_nodes, 2)) * 1e-7
+    out = {}
+    for kernel in ("triangular", "csr", "bondlist"):
+        sim = Simulation(lat, cut, np.zeros(lat.n_nodes), 0.5 * stable_dt(lat), np.float64,
+                         kernel=kernel)
+        sim.set_state(u0, np.zeros_like(u0))
+        sim.advance(40)
+        out[kernel] = sim.displacement()
+    scale = np.abs(out["bondlist"]).max()
+    assert np.abs(out["triangular"] - out["bondlist"]).max() < 1e-10 * scale
+    assert np.abs(out["csr"] - out["bondlist"]).max() < 1e-10 * scale
+
+
+@pytest.mark.parametrize("kind", ["triangular", "random"])
+def test_time_step_above_the_stable_limit_blows_up_and_below_it_does_not(kind):
+    """2 / omega_max is the sharp stability limit: 0.98x stays bounded, 1.02x explodes; the
+    Gershgorin value is a safe (smaller) bound."""
+    lat = build_lattice(plate(0.02, 0.02), dict(nodes_x=24, kind=kind, randomness=0.5))
+    limit = stable_dt(lat)
+    assert stable_dt(lat, method="gershgorin") < limit
+    rng = np.random.default_rng(2)
+    u0 = rng.standard_normal((lat.n_nodes, 2)) * 1e-9
+    peaks = []
+    for factor in (0.98, 1.02):
+        sim = Simulation(lat, np.zeros(len(lat.bonds), bool), np.zeros(lat.n_nodes),
+                         factor * limit, np.float64)
+        sim.set_state(u0, np.zeros_like(u0))
+        sim.advance(2000)
+        peaks.append(np.abs(sim.displacement()).max())
+    assert peaks[0] < 1e-7
+    assert not peaks[1] < 1e-3
+
+
+def test_absorbing_layer_removes_energy_from_the_plate():
+    lat = build_lattice(plate(0.05, 0.05), dict(nodes_x=48))
+    from dlem.solver import damping_profile
+    dt = 0.9 * stable_dt(lat)
+    x, y = lat.points.T
+    bump = 1e-6 * np.exp(-((x - 0.025) ** 2 + (y - 0.025) ** 2) / (2 * 0.003**2))
+    energy = {}
+    for peak in (0.0, 2e6):
+        damping = damping_profile(lat.points, 0.05, 0.05, 0.01, peak)
+        sim = Simulation(lat, np.zeros(len(lat.bonds), bool), damping, dt, np.float64)
+        sim.set_state(np.column_stack([bump, bump]), np.zeros((lat.n_nodes, 2)))
+        sim.advance(3000)
+        energy[peak] = sim.energy(sim.displacement(), sim.velocity())
+    assert energy[2e6] < 0.05 * energy[0.0]
+
+
+def test_crack_changes_traces_only_after_the_first_arrival_can_reach_it():
+    """Causality: cracked minus pristine traces vanish until a P wave could travel
+    source -> crack -> sensor."""
+    size, f0 = 0.1, 150e3
+    lat = build_lattice(plate(size, size), dict(nodes_x=161))
+    dt = 0.9 * stable_dt(lat)
+    src = PointSource(0.02, 0.02, f0, delay=1.2 / f0)
+    n = int(60e-6 / dt)
+    sensor = nearest_nodes(lat.points, [0.08], [0.08])
+    crack = Segment.from_params(x=0.06, y=0.03, length=0.01, angle=90)
+    traces = []
+    for cracks in ([], [crack]):
+        cut = cut_elements(cracks, lat.points, lat.bonds)
+        sim = Simulation(lat, cut, np.zeros(lat.n_nodes), dt, np.float64,
+                         nearest_nodes(lat.points, [src.x], [src.y]),
+                         source_forces([src], np.arange(n) * dt))
+        rec = np.zeros((n, 1, 2))
+        sim.advance(n, sensor, rec, 1)
+        traces.append(rec[:, 0])
+    diff = np.abs(traces[1] - traces[0]).max(axis=1)
+    c_p, _ = wave_speeds(E, 0.25, RHO)
+    # the wavelet is effectively zero before onset - 1.2/f0 = 0; nearest crack point and path
+    near = crack.vertices[np.argmin(np.linalg.norm(crack.vertices - [src.x, src.y], axis=1))]
+    path = np.linalg.norm(near - [src.x, src.y]) + np.linalg.norm(crack.vertices - [0.08, 0.08], axis=1).min()
+    earliest = 0.95 * path / c_p           # lattice dispersion lets a tiny precursor through
+    t = np.arange(n) * dt
+    assert diff[t < earliest].max() < 1e-4 * diff.max()
+    assert diff.max() > 1e-3 * np.abs(traces[0]).max()
+
+
+def test_cut_elements_follow_the_crack():
+    lat = build_lattice(plate(0.02, 0.02), dict(nodes_x=41))
+    crack = Segment.from_params(x=0.01, y=0.01, length=0.008, angle=0)
+    cut = cut_elements([crack], lat.points, lat.bonds)
+    p, q = lat.points[lat.bonds[cut, 0]], lat.points[lat.bonds[cut, 1]]
+    # every cut element straddles y = 0.01 within the crack's x extent
+    assert cut.sum() > 0
+    assert np.all((p[:, 1] - 0.01) * (q[:, 1] - 0.01) <= 0)
+    assert np.all(np.minimum(p[:, 0], q[:, 0]) <= 0.014) and np.all(np.maximum(p[:, 0], q[:, 0]) >= 0.006)
