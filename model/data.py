@@ -211,6 +211,8 @@ def normalisation_stats(index: ShardIndex, sample_ids: np.ndarray,
 
     Computed over `sample_ids` (the training split) and all times and sensors, streamed with
     dask in chunks of `chunk_samples` samples. A zero standard deviation is replaced by 1.
+    The synchronous scheduler keeps every HDF5 call on this thread: HDF5 is not thread-safe
+    and the Dataset's own netCDF4 handles do not take xarray's lock.
     """
     wavefield = xr.open_mfdataset(
         index.paths, combine="nested", concat_dim="sample", chunks={"sample": chunk_samples},
@@ -221,7 +223,8 @@ def normalisation_stats(index: ShardIndex, sample_ids: np.ndarray,
         field = wavefield.sel(sample=np.sort(sample_ids)).astype(np.float64)
         if reference is not None:
             field = field - xr.DataArray(reference, dims=("time", "sensor", "component"))
-        stats = xr.Dataset({"mean": field.mean(STAT_DIMS), "std": field.std(STAT_DIMS)}).compute()
+        stats = xr.Dataset({"mean": field.mean(STAT_DIMS), "std": field.std(STAT_DIMS)})
+        stats = stats.compute(scheduler="synchronous")
     std = stats["std"].values
     return {"mean": stats["mean"].values.tolist(), "std": np.where(std > 0, std, 1.0).tolist()}
 
@@ -261,6 +264,12 @@ class WavefieldDataset(Dataset):
             handle.set_auto_mask(False)
             self._handles[shard] = handle
         return self._handles[shard]
+
+    def close(self) -> None:
+        """Close this process's shard handles (they reopen on the next read)."""
+        for handle in self._handles.values():
+            handle.close()
+        self._handles = {}
 
     def read_raw(self, i: int, variable: str = "wavefield") -> np.ndarray:
         """Unnormalised `variable[sample]` of item `i` (e.g. `crack_mask` for plots)."""

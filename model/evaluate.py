@@ -118,10 +118,22 @@ def evaluate(data: list[str], labels: list[str], split: str, checkpoint: str | o
     reference = None if state["reference"] is None else state["reference"].numpy()
     dataset = WavefieldDataset(index, ids, label_set, state["stats"], reference)
 
-    tic = time.perf_counter()
-    pred_raw = predict(model, make_loader(dataset, batch_size, workers, torch_device), torch_device)
-    seconds = time.perf_counter() - tic
+    try:
+        tic = time.perf_counter()
+        pred_raw = predict(model, make_loader(dataset, batch_size, workers, torch_device),
+                           torch_device)
+        seconds = time.perf_counter() - tic
+        result = _write_outputs(out_dir, checkpoint, state, split_dict, subset, ids, pred_raw,
+                                seconds, label_set, thresholds, str(torch_device), dataset)
+    finally:
+        dataset.close()
+    return result
 
+
+def _write_outputs(out_dir: Path, checkpoint: Path, state: dict, split_dict: dict, subset: str,
+                   ids: np.ndarray, pred_raw: np.ndarray, seconds: float, label_set,
+                   thresholds: Sequence[float], device: str, dataset: WavefieldDataset) -> dict:
+    """Score `pred_raw` and write predictions, metrics, Table 1 and figures."""
     rows = label_set.rows(ids)
     preds = predictions_dataset(ids, pred_raw, label_set.box[rows], label_set.crack_size[rows],
                                 label_set.n_cracks[rows])
@@ -136,7 +148,7 @@ def evaluate(data: list[str], labels: list[str], split: str, checkpoint: str | o
         "Integrity": float(preds["integrity"].mean()),
         "MAE": metrics.mae(pred, true), "MSE": metrics.mse(pred, true),
         "Huber": metrics.huber(pred, true, huber_delta), "huber_delta": huber_delta,
-        "inference_samples_per_s": len(ids) / seconds, "device": str(torch_device),
+        "inference_samples_per_s": len(ids) / seconds, "device": device,
         "params": state["params"], "epochs": state["epoch"],
         "training_seconds": float(sum(r["seconds"] for r in state["history"])),
     }

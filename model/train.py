@@ -132,7 +132,7 @@ def _validate(model, loader, loss_fn, device) -> tuple[float, float]:
     return loss, float(box_iou(np.clip(pred, 0, 1), true).mean())
 
 
-def _fit_closed_form(model, train_set, val_set, loss_fn) -> list[dict]:
+def _fit_closed_form(model, train_set, val_set, loss_fn, base: dict) -> dict:
     """Fit a model with `fit_boxes` (e.g. MeanBox) from the training boxes; one history row."""
     start = time.perf_counter()
     model.fit_boxes(torch.from_numpy(train_set.boxes))
@@ -142,8 +142,11 @@ def _fit_closed_form(model, train_set, val_set, loss_fn) -> list[dict]:
         pred = model(torch.zeros(len(true), 1)).double()  # needs the batch size only
         rows.append((float(loss_fn(pred, true)),
                      float(box_iou(np.clip(pred.numpy(), 0, 1), true.numpy()).mean())))
-    return [{"epoch": 1, "train_loss": rows[0][0], "val_loss": rows[1][0],
-             "val_iou": rows[1][1], "lr": 0.0, "seconds": time.perf_counter() - start}]
+    history = [{"epoch": 1, "train_loss": rows[0][0], "val_loss": rows[1][0],
+                "val_iou": rows[1][1], "lr": 0.0, "seconds": time.perf_counter() - start}]
+    weights = copy.deepcopy(model.state_dict())
+    return {**base, "model": weights, "best_model": weights, "epoch": 1, "history": history,
+            "finished": True}
 
 
 def train(data: list[str], labels: list[str], split: str, out_dir: str | os.PathLike,
@@ -197,15 +200,24 @@ def train(data: list[str], labels: list[str], split: str, out_dir: str | os.Path
         "params": parameter_counts(model),
     }
 
-    if closed_form:
-        history = _fit_closed_form(model, train_set, val_set, loss_fn)
-        weights = copy.deepcopy(model.state_dict())
-        state = {**base, "model": weights, "best_model": weights, "epoch": 1,
-                 "history": history, "finished": True}
-        save_checkpoint(state, ckpt_path)
-        write_history(history, out_dir / "history.csv")
-        return state
+    try:
+        if closed_form:
+            state = _fit_closed_form(model, train_set, val_set, loss_fn, base)
+            save_checkpoint(state, ckpt_path)
+            write_history(state["history"], out_dir / "history.csv")
+        else:
+            state = _fit_gradient(model, train_set, val_set, loss_fn, config, device, base,
+                                  state, out_dir, stop_after, progress)
+    finally:
+        train_set.close()
+        val_set.close()
+    return state
 
+
+def _fit_gradient(model, train_set, val_set, loss_fn, config: TrainConfig, device, base: dict,
+                  state: dict | None, out_dir: Path, stop_after: int | None,
+                  progress: bool) -> dict:
+    """Epoch loop with AdamW, schedule and early stopping, from scratch or from `state`."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = _make_scheduler(config.scheduler, optimizer, config.epochs, config.patience)
     history: list[dict] = []
@@ -249,6 +261,6 @@ def train(data: list[str], labels: list[str], split: str, out_dir: str | os.Path
                  "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                  "rng": _rng_state(), "epoch": epoch + 1, "history": history,
                  "early_stopping": stopping, "finished": finished}
-        save_checkpoint(state, ckpt_path)
+        save_checkpoint(state, out_dir / "checkpoint.pt")
         write_history(history, out_dir / "history.csv")
     return state

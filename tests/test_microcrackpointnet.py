@@ -1,0 +1,103 @@
+"""MicroCrackPointNet: shapes, parameter count against the paper, registry, MeanBox."""
+
+import pytest
+import torch
+
+from model.nets import ARCHITECTURES, build_model
+from model.nets.meanbox import MeanBox
+from model.nets.microcrackpointnet import MicroCrackPointNet, MicroCrackPointNetConfig
+from model.nets.summary import format_summary, layer_summary, parameter_counts
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """One intra-op thread: the CI machine's two cores are shared, and oversubscribed
+    threads make small convolutions many times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+PAPER_TOTAL = 1_228_760  # Table 3
+PAPER_NON_TRAINABLE = 1_544
+
+
+@pytest.fixture(scope="module")
+def paper_net():
+    torch.manual_seed(0)
+    return MicroCrackPointNet()
+
+
+def test_full_size_input_maps_to_four_box_coordinates(paper_net):
+    paper_net.eval()
+    with torch.no_grad():
+        out = paper_net(torch.randn(2, 2000, 81, 2))
+    assert out.shape == (2, 4)
+    assert torch.isfinite(out).all()
+
+
+def test_parameter_count_is_within_five_percent_of_the_paper(paper_net):
+    counts = parameter_counts(paper_net)
+    assert abs(counts["total"] - PAPER_TOTAL) / PAPER_TOTAL < 0.05
+    assert counts["trainable"] == sum(p.numel() for p in paper_net.parameters())
+    # BatchNorm running statistics play the role of Keras' non-trainable weights
+    assert 0 < counts["non_trainable"] < 2 * PAPER_NON_TRAINABLE
+
+
+def test_defaults_are_the_papers_architecture():
+    config = MicroCrackPointNetConfig()
+    assert config.filters == (16, 32, 64, 128)
+    assert config.input_pool == 4 and config.pooled_time == 31
+    assert config.dense_units[:2] == (128, 64) and config.n_outputs == 4
+
+
+def test_time_axis_shrinks_as_in_the_paper(paper_net):
+    rows = layer_summary(paper_net, (1, 2000, 81, 2))
+    pooled = [r["output_shape"] for r in rows if r["type"] == "MaxPool2d" and r["name"].endswith(".1")]
+    assert [shape[1] for shape in pooled] == [250, 125, 62, 31]
+    assert [shape[0] for shape in pooled] == [20, 40, 80, 160]
+    by_name = {r["name"]: r["output_shape"] for r in rows}
+    assert by_name["input_pool"] == (2, 500, 81)
+    assert by_name["time_conv.0"] == (128, 1, 81)
+    assert by_name["grid_convs.1.0"] == (64, 4, 4)
+
+
+def test_summary_lists_layers_and_totals(paper_net):
+    text = format_summary(paper_net, (1, 2000, 81, 2))
+    assert "Conv2d" in text and f"{parameter_counts(paper_net)['total']:,}" in text
+
+
+@pytest.mark.parametrize("attention", ["se", "gc", "none"])
+def test_every_attention_type_runs_and_trains(attention):
+    torch.manual_seed(0)
+    net = MicroCrackPointNet(n_time=400, filters=(4, 8, 8, 8), attention=attention,
+                             time_conv_channels=8, grid_conv_channels=(8, 8), dense_units=(8,))
+    out = net(torch.randn(3, 400, 81, 2))
+    out.sum().backward()
+    assert out.shape == (3, 4)
+    assert all(p.grad is not None for p in net.parameters())
+
+
+def test_bad_config_is_refused_with_the_reason():
+    with pytest.raises(ValueError, match="attention"):
+        MicroCrackPointNet(attention="transformer")
+    with pytest.raises(ValueError, match="multiples of 4"):
+        MicroCrackPointNet(filters=(6, 8, 8, 8))
+
+
+def test_registry_builds_from_json_like_kwargs():
+    net = build_model("microcrackpointnet", filters=[4, 8, 8, 8], n_time=400)
+    assert net.config.filters == (4, 8, 8, 8)
+    rebuilt = build_model("microcrackpointnet", **net.hyperparameters())
+    assert rebuilt.config == net.config
+    assert set(ARCHITECTURES) >= {"microcrackpointnet", "meanbox"}
+    with pytest.raises(ValueError, match="registered"):
+        build_model("yolo")
+
+
+def test_meanbox_predicts_the_training_mean_for_any_input():
+    model = MeanBox()
+    model.fit_boxes(torch.tensor([[0.0, 0.0, 0.5, 0.5], [0.5, 0.5, 1.0, 1.0]]))
+    out = model(torch.randn(3, 2000, 81, 2))
+    torch.testing.assert_close(out, torch.tensor([[0.25, 0.25, 0.75, 0.75]] * 3))
+    assert parameter_counts(model)["trainable"] == 0
