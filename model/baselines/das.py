@@ -9,7 +9,9 @@ Michaels & Michaels 2007 for guided waves):
     I(x) = sum_k env_k(t_k(x)),   env_k = |analytic signal of the scattered trace| (both
     components, root of the summed squares).
 
-``c`` is the P or S speed of the plate (chosen on the validation split).
+``c`` is the P or S speed of the plate, and only the scattered field before ``t_max`` is
+used (later it is dominated by reverberation between the plate edges); both are chosen on
+the validation split.
 """
 
 from __future__ import annotations
@@ -25,10 +27,14 @@ def envelopes(scattered: np.ndarray) -> np.ndarray:
 
 
 def das_images(current: np.ndarray, reference: np.ndarray, times: np.ndarray, grid: np.ndarray,
-               source: np.ndarray, sensors: np.ndarray, speed: float, onset: float) -> np.ndarray:
+               source: np.ndarray, sensors: np.ndarray, speed: float, onset: float,
+               t_max: float = np.inf) -> np.ndarray:
     """Delay-and-sum images (N, G) on grid points (G, 2) [m] for wave speed ``speed`` [m/s]
-    and source onset ``onset`` [s]; ``times`` (time,) [s] uniform."""
-    env = envelopes(np.asarray(current) - np.asarray(reference)[None])        # (N, T, S)
+    and source onset ``onset`` [s], from the scattered field at ``times <= t_max`` [s];
+    ``times`` (time,) [s] uniform; ``current`` (N, time, S, 2), ``reference`` (time, S, 2)."""
+    scattered = np.asarray(current) - np.asarray(reference)[None]
+    scattered = np.where((times <= t_max)[None, :, None, None], scattered, 0.0)
+    env = envelopes(scattered)                                                 # (N, T, S)
     dt = times[1] - times[0]
     tof = onset + (np.linalg.norm(grid - source, axis=1)[None]
                    + np.linalg.norm(grid[None] - sensors[:, None], axis=2)) / speed  # (S, G)
