@@ -111,7 +111,7 @@ def _make_scheduler(name: str, optimizer, epochs: int, patience: int):
 def _train_epoch(model, loader, loss_fn, optimizer, device, desc: str, progress: bool) -> float:
     model.train()
     total, count = 0.0, 0
-    bar = tqdm(loader, desc=desc, leave=False, disable=not progress, unit="batch")
+    bar = tqdm(loader, desc=desc, leave=False, disable=None if progress else True, unit="batch")
     for x, y in bar:
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         optimizer.zero_grad(set_to_none=True)
@@ -167,6 +167,8 @@ def train(data: list[str], labels: list[str], split: str, out_dir: str | os.Path
         raise DataError("reference 'subtract' needs a pristine reference file (--pristine)")
     seed_everything(config.seed)
     device = resolve_device(config.device)
+    model = build_model(config.arch, **config.arch_kwargs).to(device)
+    closed_form = hasattr(model, "fit_boxes")
 
     label_set = load_labels(labels)
     split_dict = read_split(split, label_set)
@@ -177,8 +179,6 @@ def train(data: list[str], labels: list[str], split: str, out_dir: str | os.Path
         raise DataError(f"split {split}: training ({len(train_ids)}) and validation "
                         f"({len(val_ids)}) subsets both need samples with a crack")
 
-    model = build_model(config.arch, **config.arch_kwargs).to(device)
-    closed_form = hasattr(model, "fit_boxes")
     if state is not None:
         reference = None if state["reference"] is None else state["reference"].numpy()
         stats = state["stats"]

@@ -23,4 +23,8 @@ def build_model(arch: str, **kwargs) -> nn.Module:
     """Instantiate the registered architecture `arch` with hyperparameters `kwargs`."""
     if arch not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {arch!r}; registered: {sorted(ARCHITECTURES)}")
-    return ARCHITECTURES[arch](**kwargs)
+    try:
+        return ARCHITECTURES[arch](**kwargs)
+    except TypeError as err:  # an unknown or misspelt hyperparameter
+        raise ValueError(f"bad hyperparameters for {arch!r} ({err}); "
+                         f"given {sorted(kwargs)}") from err
