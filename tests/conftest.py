@@ -71,6 +71,18 @@ def write_contract_shard(path, sample_ids, rng: np.random.Generator, pristine_ev
     return ds
 
 
+@pytest.fixture(scope="module")
+def contract_single_thread():
+    """One torch intra-op thread for a test module: the machine's two cores are shared, and
+    oversubscribed threads made small convolutions 15x slower."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def contract_data(tmp_path_factory):
     """Two shards (samples 0-9 and 10-19; samples 0 and 10 uncracked), their label files,

@@ -8,15 +8,7 @@ from model.nets.meanbox import MeanBox
 from model.nets.microcrackpointnet import MicroCrackPointNet, MicroCrackPointNetConfig
 from model.nets.summary import format_summary, layer_summary, parameter_counts
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One intra-op thread: the CI machine's two cores are shared, and oversubscribed
-    threads make small convolutions many times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
+pytestmark = pytest.mark.usefixtures("contract_single_thread")
 
 PAPER_TOTAL = 1_228_760  # Table 3
 PAPER_NON_TRAINABLE = 1_544

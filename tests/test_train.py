@@ -13,15 +13,7 @@ from model.data import (ShardIndex, WavefieldDataset, load_labels, make_split,
                         normalisation_stats, read_reference, write_split)
 from model.train import TrainConfig, train
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One intra-op thread: the CI machine's two cores are shared, and oversubscribed
-    threads make small convolutions many times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
+pytestmark = pytest.mark.usefixtures("contract_single_thread")
 
 TINY = {"filters": [4, 8, 8, 8], "time_conv_channels": 8, "grid_conv_channels": [8, 8],
         "dense_units": [32], "dropout": 0.0}
