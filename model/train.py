@@ -191,7 +191,10 @@ def train(data: list[str], labels: list[str], split: str, out_dir: str | os.Path
     loss_fn = make_loss(config.loss, config.huber_delta)
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(format_summary(model, (1, *index.wave_shape)) + "\n", out_dir / "summary.txt")
+    summary = format_summary(model, (1, *index.wave_shape))
+    write_text_atomic(summary + "\n", out_dir / "summary.txt")
+    if progress:
+        print(summary, flush=True)
     base = {
         "config": asdict(config), "arch": config.arch,
         "hyperparameters": model.hyperparameters(), "stats": stats,
