@@ -41,7 +41,8 @@ def predictions_dataset(sample: np.ndarray, pred_raw: np.ndarray, true: np.ndarr
     box_attrs = {"units": "1", "comment": "xmin, ymin, xmax, ymax as plate fractions"}
     return xr.Dataset(
         {
-            "pred_box": (("sample", "coord"), pred, {**box_attrs, "long_name": "predicted box, clipped to [0, 1]"}),
+            "pred_box": (("sample", "coord"), pred,
+                         {**box_attrs, "long_name": "predicted box, clipped to [0, 1]"}),
             "pred_box_raw": (("sample", "coord"), pred_raw, {**box_attrs, "long_name": "network output"}),
             "true_box": (("sample", "coord"), true, {**box_attrs, "long_name": "label box"}),
             "iou": (("sample",), metrics.box_iou(pred, true), {"units": "1"}),
@@ -123,40 +124,39 @@ def evaluate(data: list[str], labels: list[str], split: str, checkpoint: str | o
         pred_raw = predict(model, make_loader(dataset, batch_size, workers, torch_device),
                            torch_device)
         seconds = time.perf_counter() - tic
-        result = _write_outputs(out_dir, checkpoint, state, split_dict, subset, ids, pred_raw,
-                                seconds, label_set, thresholds, str(torch_device), dataset)
+        rows = label_set.rows(ids)
+        preds = predictions_dataset(ids, pred_raw, label_set.box[rows],
+                                    label_set.crack_size[rows], label_set.n_cracks[rows])
+        table = metrics.size_table(preds["pred_box"].values, preds["true_box"].values,
+                                   preds["crack_size"].values, thresholds)
+        result = summarise(preds, state, checkpoint, subset, len(split_dict[subset]), seconds)
+        result["device"] = str(torch_device)
+        write_netcdf_atomic(preds, out_dir / "predictions.nc")
+        write_text_atomic(json.dumps(result, indent=1) + "\n", out_dir / "metrics.json")
+        write_text_atomic(table_csv(table), out_dir / "table1.csv")
+        write_text_atomic(table_markdown(table, f"{state['arch']} on {subset} ({len(ids)} "
+                                         "samples): crack size vs IoU, Purity, Integrity"),
+                          out_dir / "table1.md")
+        _figures(out_dir, dataset, preds, table, checkpoint.parent / "history.csv", state["arch"])
     finally:
         dataset.close()
     return result
 
 
-def _write_outputs(out_dir: Path, checkpoint: Path, state: dict, split_dict: dict, subset: str,
-                   ids: np.ndarray, pred_raw: np.ndarray, seconds: float, label_set,
-                   thresholds: Sequence[float], device: str, dataset: WavefieldDataset) -> dict:
-    """Score `pred_raw` and write predictions, metrics, Table 1 and figures."""
-    rows = label_set.rows(ids)
-    preds = predictions_dataset(ids, pred_raw, label_set.box[rows], label_set.crack_size[rows],
-                                label_set.n_cracks[rows])
+def summarise(preds: xr.Dataset, state: dict, checkpoint: Path, subset: str,
+              subset_size: int, seconds: float) -> dict:
+    """The metrics.json content: mean scores, errors, counts, speed and training cost."""
     pred, true = preds["pred_box"].values, preds["true_box"].values
     huber_delta = state["config"].get("huber_delta", 1.0)
-    table = metrics.size_table(pred, true, preds["crack_size"].values, thresholds)
-    result = {
+    count = preds.sizes["sample"]
+    return {
         "arch": state["arch"], "checkpoint": str(checkpoint), "subset": subset,
-        "count": int(len(ids)),
-        "no_crack_excluded": int(len(split_dict[subset]) - len(ids)),
+        "count": count, "no_crack_excluded": subset_size - count,
         "IoU": float(preds["iou"].mean()), "Purity": float(preds["purity"].mean()),
         "Integrity": float(preds["integrity"].mean()),
         "MAE": metrics.mae(pred, true), "MSE": metrics.mse(pred, true),
         "Huber": metrics.huber(pred, true, huber_delta), "huber_delta": huber_delta,
-        "inference_samples_per_s": len(ids) / seconds, "device": device,
+        "inference_samples_per_s": count / seconds,
         "params": state["params"], "epochs": state["epoch"],
         "training_seconds": float(sum(r["seconds"] for r in state["history"])),
     }
-    write_netcdf_atomic(preds, out_dir / "predictions.nc")
-    write_text_atomic(json.dumps(result, indent=1) + "\n", out_dir / "metrics.json")
-    write_text_atomic(table_csv(table), out_dir / "table1.csv")
-    write_text_atomic(table_markdown(table, f"{state['arch']} on {subset} "
-                                     f"({len(ids)} samples): crack size vs IoU, Purity, Integrity"),
-                      out_dir / "table1.md")
-    _figures(out_dir, dataset, preds, table, checkpoint.parent / "history.csv", state["arch"])
-    return result

@@ -21,8 +21,8 @@ TINY = {"filters": [4, 8, 8, 8], "time_conv_channels": 8, "grid_conv_channels": 
 
 def _custom_split(contract_data, path, train_ids, val_ids):
     split = make_split(load_labels(contract_data["labels"]), seed=0)
-    split.update(train=train_ids, val=val_ids,
-                 test=sorted(set(split["train"] + split["val"] + split["test"]) - set(train_ids) - set(val_ids)))
+    rest = set(split["train"] + split["val"] + split["test"]) - set(train_ids) - set(val_ids)
+    split.update(train=train_ids, val=val_ids, test=sorted(rest))
     write_split(split, path)
     return path
 
