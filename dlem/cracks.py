@@ -211,6 +211,15 @@ class Polyline(Crack):
         return cls.from_params(points=v)
 
 
+def _area_crack(cls, outline, x, y, length, width, angle) -> "Crack":
+    """A closed crack from its local ``outline(a, b)`` (half-axes ``a, b`` [m]), centred and
+    rotated; its length measure is the longer of ``length`` and ``width``."""
+    length = _positive("length", length, cls.geometry)
+    width = _positive("width", width, cls.geometry)
+    v = _rotate(outline(length / 2, width / 2), x, y, angle)
+    return cls(v, x, y, max(length, width), width, angle)
+
+
 @register("rectangle")
 class Rectangle(Crack):
     """A rectangular notch: centre, ``length`` x ``width`` [m], ``angle`` of the length side."""
@@ -219,11 +228,8 @@ class Rectangle(Crack):
 
     @classmethod
     def from_params(cls, x, y, length, width, angle=0.0, **_):
-        length = _positive("length", length, "rectangle")
-        width = _positive("width", width, "rectangle")
-        a, b = length / 2, width / 2
-        v = _rotate(np.array([[-a, -b], [a, -b], [a, b], [-a, b]]), x, y, angle)
-        return cls(v, x, y, max(length, width), width, angle)
+        return _area_crack(cls, lambda a, b: np.array([[-a, -b], [a, -b], [a, b], [-a, b]]),
+                           x, y, length, width, angle)
 
 
 @register("ellipse")
@@ -234,11 +240,9 @@ class Ellipse(Crack):
 
     @classmethod
     def from_params(cls, x, y, length, width, angle=0.0, **_):
-        length = _positive("length", length, "ellipse")
-        width = _positive("width", width, "ellipse")
         phi = np.linspace(0, 2 * np.pi, 48, endpoint=False)
-        local = np.column_stack([length / 2 * np.cos(phi), width / 2 * np.sin(phi)])
-        return cls(_rotate(local, x, y, angle), x, y, max(length, width), width, angle)
+        return _area_crack(cls, lambda a, b: np.column_stack([a * np.cos(phi), b * np.sin(phi)]),
+                           x, y, length, width, angle)
 
 
 def geometry(name: str) -> type[Crack]:

@@ -46,6 +46,20 @@ def record(u, n, rec_at, rec, every):
             rec[r, k, 1] = u[1, rec_at[k]]
 
 
+@njit(cache=True, inline="always")
+def apply_sources(src_at, force, a2, dt, vx, vy, tx, ty):
+    """Add the point forces ``force`` (S, 2) [N] of this step at the flat indices ``src_at``
+    to the new velocity ``v^{n+1/2}`` and displacement ``u^{n+1}``."""
+    for k in range(src_at.shape[0]):
+        p = src_at[k]
+        gx = a2[p] * force[k, 0]
+        gy = a2[p] * force[k, 1]
+        vx[p] += gx
+        vy[p] += gy
+        tx[p] += dt * gx
+        ty[p] += dt * gy
+
+
 @njit(cache=True, fastmath=True, boundscheck=False)
 def advance_triangular(u, v, scale, coef, blocks, dt, width, step0, n_steps, src_at, src_force,
                        rec_at, rec, every):
@@ -116,14 +130,7 @@ def advance_triangular(u, v, scale, coef, blocks, dt, width, step0, n_steps, src
                 vy[p] = wy
                 tx[p] = x0 + dt * wx
                 ty[p] = y0 + dt * wy
-        for k in range(src_at.shape[0]):
-            p = src_at[k]
-            gx = a2[p] * src_force[n, k, 0]
-            gy = a2[p] * src_force[n, k, 1]
-            vx[p] += gx
-            vy[p] += gy
-            tx[p] += dt * gx
-            ty[p] += dt * gy
+        apply_sources(src_at, src_force[n], a2, dt, vx, vy, tx, ty)
 
 
 @njit(cache=True, fastmath=True, boundscheck=False)
@@ -161,14 +168,7 @@ def advance_csr(u, v, indptr, indices, block, coef, dt, step0, n_steps, src_at, 
             vy[i] = wy
             tx[i] = x0 + dt * wx
             ty[i] = y0 + dt * wy
-        for k in range(src_at.shape[0]):
-            i = src_at[k]
-            gx = a2[i] * src_force[n, k, 0]
-            gy = a2[i] * src_force[n, k, 1]
-            vx[i] += gx
-            vy[i] += gy
-            tx[i] += dt * gx
-            ty[i] += dt * gy
+        apply_sources(src_at, src_force[n], a2, dt, vx, vy, tx, ty)
 
 
 @njit(cache=True)
