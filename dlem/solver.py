@@ -151,12 +151,13 @@ def advance_csr(u, v, indptr, indices, block, coef, dt, step0, n_steps, src_at, 
         cx, cy = u[n % 2, 0], u[n % 2, 1]
         tx, ty = u[(n + 1) % 2, 0], u[(n + 1) % 2, 1]
         record(u[n % 2], n, rec_at, rec, every)
-        for i in range(n_nodes):
+        for ii in range(n_nodes):
+            i = uint64(ii)
             x0 = cx[i]
             y0 = cy[i]
             fx = 0.0
             fy = 0.0
-            for p in range(indptr[i], indptr[i + 1]):
+            for p in range(indptr[i], indptr[i + uint64(1)]):
                 j = indices[p]
                 dx = cx[j] - x0
                 dy = cy[j] - y0
@@ -298,8 +299,8 @@ class Simulation:
         a, b = self.bonds[:, 0], self.bonds[:, 1]
         rows = np.concatenate([a, b])
         order = np.argsort(rows, kind="stable")
-        self.indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n))])
-        self.indices = np.concatenate([b, a])[order]
+        self.indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n))]).astype(np.uint64)
+        self.indices = np.concatenate([b, a])[order].astype(np.uint64)
         self._block = np.stack([np.concatenate([x, x])[order] for x in self.blocks]).astype(self.dtype)
 
     # -- state access
