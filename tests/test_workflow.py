@@ -234,12 +234,13 @@ def test_end_to_end_is_complete_and_reports(tiny_run):
 
 
 def rerun_jobs(tiny_run, tmp_path, edit=None, *args) -> dict[str, int]:
+    """The jobs a dry run would run after `edit` of the tiny config (targets/flags in args)."""
     workdir, path, config = tiny_run
     if edit is not None:
         config = copy.deepcopy(config)
         edit(config)
         path = write_config(tmp_path / "edited.yaml", config)
-    result = snakemake("--dry-run", "--directory", workdir, "--configfile", path, *args,
+    result = snakemake(*args, "--dry-run", "--directory", workdir, "--configfile", path,
                        cwd=workdir)
     assert result.returncode == 0, result.stdout
     jobs = job_counts(result.stdout)
@@ -250,7 +251,7 @@ def rerun_jobs(tiny_run, tmp_path, edit=None, *args) -> dict[str, int]:
 @pytest.mark.slow
 def test_changing_a_model_param_reruns_that_model_only(tiny_run, tmp_path):
     jobs = rerun_jobs(tiny_run, tmp_path, lambda c: c["models"][0].update(lr=0.01234))
-    assert jobs == {"train": 1, "evaluate": 1, "compare": 1}, jobs
+    assert jobs == {"train": 1, "evaluate": 1, "compare": 1, "overview": 1}, jobs
 
 
 @pytest.mark.slow
@@ -263,10 +264,19 @@ def test_changing_a_simulation_param_reruns_the_simulation(tiny_run, tmp_path):
 
 
 @pytest.mark.slow
+def test_changing_only_threads_or_workers_reruns_nothing(tiny_run, tmp_path):
+    def edit(config):
+        config["dataset"]["workers"] = 2
+        config["models"][0]["threads"] = 2
+
+    assert rerun_jobs(tiny_run, tmp_path, edit) == {}
+
+
+@pytest.mark.slow
 def test_changing_evaluation_thresholds_does_not_retrain(tiny_run, tmp_path):
     jobs = rerun_jobs(tiny_run, tmp_path,
                       lambda c: c["evaluation"].update(size_thresholds=[0.0, 0.01]))
-    assert jobs == {"evaluate": 2, "compare": 1}, jobs
+    assert jobs == {"evaluate": 2, "compare": 1, "overview": 1}, jobs
 
 
 @pytest.mark.slow

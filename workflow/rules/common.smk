@@ -96,6 +96,9 @@ TRAIN_OPTIONS = {
 }
 
 
+PRISTINE = "results/data/pristine.nc"
+
+
 def train_input(wildcards):
     inputs = {
         "data": SHARD_FILES,
@@ -103,17 +106,18 @@ def train_input(wildcards):
         "split": "results/split/split.json",
     }
     if MODELS[wildcards.model].get("reference") == "subtract":
-        inputs["pristine"] = "results/data/pristine.nc"
+        inputs["pristine"] = PRISTINE
     return inputs
 
 
-def train_flags(wildcards, input):
+def train_flags(wildcards):
     """The `python -m model train` options of one configured model. `threads` is left out:
-    it changes the speed, not the result, so it must not trigger a rerun."""
+    it changes the speed, not the result, so it must not trigger a rerun. (No `input`
+    argument: Snakemake leaves params derived from input out of the params rerun trigger.)"""
     m = MODELS[wildcards.model]
     flags = [f"{flag} {m[key]}" for key, flag in TRAIN_OPTIONS.items() if key in m]
     if m.get("reference") == "subtract":
-        flags.append(f"--pristine {input.pristine}")
+        flags.append(f"--pristine {PRISTINE}")
     if m.get("arch_kwargs"):
         flags.append(f"--arch-kwargs {shlex.quote(json.dumps(m['arch_kwargs']))}")
     return " ".join(flags)
