@@ -28,6 +28,7 @@ from model.io import (LABEL_VARIABLES, SHARD_VARIABLES, DataError, open_checked,
 
 SUBSETS = ("train", "val", "test")
 REFERENCES = ("none", "subtract")
+TARGETS = ("box", "mask")  # what a model predicts: key-point boxes or the 16x16 crack mask
 STAT_DIMS = ("sample", "time", "sensor")
 
 
@@ -229,19 +230,50 @@ def normalisation_stats(index: ShardIndex, sample_ids: np.ndarray,
     return {"mean": stats["mean"].values.tolist(), "std": np.where(std > 0, std, 1.0).tolist()}
 
 
-class WavefieldDataset(Dataset):
-    """Lazy samples: `(wavefield float32 (time, sensor, component), box float32 (4,))`.
+def read_samples(index: ShardIndex, sample_ids: np.ndarray, variable: str) -> np.ndarray:
+    """`variable[sample]` of every id in `sample_ids`, in that order, stacked (e.g.
+    `crack_mask` -> (N, 16, 16) uint8, `wavefield` -> (N, time, sensor, component) float32 [m]).
 
-    The wavefield is `(x - reference - mean) / std` per component (reference optional);
-    boxes are plate fractions. Each worker process opens each shard once, on first use.
+    Reads shard by shard with netCDF4; meant for small variables or a few samples at a time.
+    """
+    shard, local = index.locate(sample_ids)
+    out = None
+    for s in np.unique(shard):
+        where = np.flatnonzero(shard == s)
+        with netCDF4.Dataset(index.paths[s], "r") as handle:
+            handle.set_auto_mask(False)
+            var = handle[variable]
+            values = np.stack([np.asarray(var[int(i)]) for i in local[where]])
+        if out is None:
+            out = np.empty((len(shard), *values.shape[1:]), values.dtype)
+        out[where] = values
+    if out is None:
+        raise DataError(f"no samples to read {variable!r} from")
+    return out
+
+
+class WavefieldDataset(Dataset):
+    """Lazy samples: `(wavefield float32 (time, sensor, component), target)`.
+
+    The wavefield is `(x - reference - mean) / std` per component (reference optional).
+    The target is the box float32 `(4,)` in plate fractions (`target="box"`) or the crack
+    mask float32 `(16, 16)` of 0/1 (`target="mask"`, read once at construction; `masks`
+    holds them). `boxes` are loaded for either target (validation and evaluation score
+    boxes). Each worker process opens each shard once, on first use.
     """
 
     def __init__(self, index: ShardIndex, sample_ids: np.ndarray, labels: Labels,
-                 stats: dict[str, list[float]], reference: np.ndarray | None = None):
+                 stats: dict[str, list[float]], reference: np.ndarray | None = None,
+                 target: str = "box"):
+        if target not in TARGETS:
+            raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
         self.sample_ids = np.asarray(sample_ids, dtype=np.int64)
         self.paths = index.paths
         self.shard, self.local = index.locate(self.sample_ids)
         self.boxes = labels.box[labels.rows(self.sample_ids)].astype(np.float32)
+        self.target = target
+        self.masks = (read_samples(index, self.sample_ids, "crack_mask").astype(np.float32)
+                      if target == "mask" else None)
         mean = np.asarray(stats["mean"], dtype=np.float32)
         self.offset = mean if reference is None else (reference + mean).astype(np.float32)
         self.inv_std = (1.0 / np.asarray(stats["std"], dtype=np.float64)).astype(np.float32)
@@ -277,4 +309,5 @@ class WavefieldDataset(Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         field = (self.read_raw(i).astype(np.float32) - self.offset) * self.inv_std
-        return torch.from_numpy(field), torch.from_numpy(self.boxes[i])
+        target = self.boxes[i] if self.masks is None else self.masks[i]
+        return torch.from_numpy(field), torch.from_numpy(target)

@@ -9,6 +9,18 @@ is reported). Outputs in `out_dir`:
   parameter counts, training seconds;
 - `table1.csv`, `table1.md`: rows crack size > threshold, columns count/IoU/Purity/Integrity;
 - `figures/boxes_{best,median,worst}.png`, `figures/loss_curves.png`, `figures/iou_vs_size.png`.
+
+Mask models (`target = "mask"`, e.g. densenet1d) are scored two ways. The box way (paper
+§3.6, every table): the box of the mask `sigmoid(logits) >= t_box` by the label rule
+(`model.keypoints.masks_to_boxes`; an empty mask predicts a zero-area box). The pixel way
+(1D-DenseNet200E's, paper §3.6.2): the crack-class IoU of the mask `sigmoid >= t_pixel`
+against `crack_mask`, per sample and averaged (`pixel_IoU`), and the pooled two-class mean
+IoU (`pixel_mIoU_2class`). Each threshold maximises its own score on the validation subset
+(grid 0.05..0.95), unless `mask_threshold` fixes both. predictions.nc then also holds
+`pred_mask_prob`, `true_mask` and `pixel_iou`.
+
+`write_evaluation` writes all of it for any predictor, so the classical baselines
+(`model.baselines.run`) produce the same files through the same code.
 """
 
 from __future__ import annotations
@@ -26,12 +38,14 @@ import xarray as xr
 
 from model import metrics, plots
 from model.checkpoint import load_checkpoint, model_from_checkpoint
-from model.data import ShardIndex, WavefieldDataset, box_samples, load_labels, read_split
+from model.data import (Labels, ShardIndex, WavefieldDataset, box_samples, load_labels,
+                        read_samples, read_split)
 from model.inference import make_loader, predict, resolve_device
 from model.io import DataError, write_netcdf_atomic, write_text_atomic
-from model.keypoints import BOX_COORDS
+from model.keypoints import BOX_COORDS, predicted_mask_boxes
 
 PANELS_PER_FIGURE = 4
+MASK_THRESHOLDS = tuple(np.round(np.arange(0.05, 0.951, 0.05), 2).tolist())
 
 
 def predictions_dataset(sample: np.ndarray, pred_raw: np.ndarray, true: np.ndarray,
@@ -85,78 +99,176 @@ def _figure_picks(iou: np.ndarray) -> dict[str, np.ndarray]:
     return {"best": order[:k], "median": order[mid:mid + k], "worst": order[::-1][:k]}
 
 
-def _figures(out_dir: Path, dataset: WavefieldDataset, preds: xr.Dataset, table: list[dict],
-             history_csv: Path, arch: str) -> None:
+def _figures(out_dir: Path, preds: xr.Dataset, true_masks: np.ndarray, table: list[dict],
+             history_csv: Path | None, name: str, pred_masks: np.ndarray | None) -> None:
     fig_dir = out_dir / "figures"
     iou = preds["iou"].values
-    for name, picks in _figure_picks(iou).items():
-        masks = np.stack([dataset.read_raw(int(i), "crack_mask") for i in picks])
+    for kind, picks in _figure_picks(iou).items():
         titles = [f"sample {int(preds.sample[i])}: IoU {iou[i]:.2f}\n"
                   f"size {1e3 * float(preds.crack_size[i]):.1f} mm" for i in picks]
-        plots.plot_boxes(masks, preds["true_box"].values[picks], preds["pred_box"].values[picks],
-                         titles, fig_dir / f"boxes_{name}.png",
-                         f"{arch}: {name} predictions (red) vs truth (green)")
-    if history_csv.is_file():
+        plots.plot_boxes(true_masks[picks], preds["true_box"].values[picks],
+                         preds["pred_box"].values[picks], titles, fig_dir / f"boxes_{kind}.png",
+                         f"{name}: {kind} predictions (red) vs truth (green)",
+                         None if pred_masks is None else pred_masks[picks])
+    if history_csv is not None and history_csv.is_file():
         plots.plot_loss_curves(history_csv, fig_dir / "loss_curves.png")
     plots.plot_iou_vs_size(preds["crack_size"].values, iou, table, fig_dir / "iou_vs_size.png")
+
+
+def write_evaluation(out_dir: str | os.PathLike, preds: xr.Dataset, result: dict,
+                     true_masks: np.ndarray, thresholds: Sequence[float], name: str,
+                     history_csv: Path | None = None) -> dict:
+    """Write predictions.nc, metrics.json (`result` + Table 1), table1.csv/md and figures.
+
+    `preds` from `predictions_dataset` (plus optional mask variables), `true_masks`
+    `(N, 16, 16)` the samples' crack masks (figures), `name` the model's name in titles.
+    """
+    out_dir = Path(out_dir)
+    table = metrics.size_table(preds["pred_box"].values, preds["true_box"].values,
+                               preds["crack_size"].values, thresholds)
+    result = {**result, "table1": table}
+    if "pixel_iou" in preds:
+        size, pix = preds["crack_size"].values, preds["pixel_iou"].values
+        result["pixel_table"] = [
+            {"threshold": float(t), "count": int((size > t).sum()),
+             "pixel_IoU": float(pix[size > t].mean()) if (size > t).any() else None}
+            for t in thresholds]
+    write_netcdf_atomic(preds, out_dir / "predictions.nc")
+    write_text_atomic(json.dumps(result, indent=1) + "\n", out_dir / "metrics.json")
+    write_text_atomic(table_csv(table), out_dir / "table1.csv")
+    count = preds.sizes["sample"]
+    write_text_atomic(table_markdown(table, f"{name} on {result['subset']} ({count} samples): "
+                                     "crack size vs IoU, Purity, Integrity"),
+                      out_dir / "table1.md")
+    pred_masks = None
+    if "pred_mask_prob" in preds:
+        pred_masks = (preds["pred_mask_prob"].values >= preds.attrs["mask_threshold_box"])
+    _figures(out_dir, preds, true_masks, table, history_csv, name, pred_masks)
+    return result
+
+
+def summarise(preds: xr.Dataset, info: dict, subset: str, subset_size: int,
+              seconds: float) -> dict:
+    """The metrics.json content: `info` (arch, params, training cost ...), mean scores,
+    errors, counts and speed (`seconds` to predict the subset)."""
+    pred, true = preds["pred_box"].values, preds["true_box"].values
+    huber_delta = info.get("huber_delta", 1.0)
+    count = preds.sizes["sample"]
+    return {
+        **info, "subset": subset, "count": count, "no_crack_excluded": subset_size - count,
+        "IoU": float(preds["iou"].mean()), "Purity": float(preds["purity"].mean()),
+        "Integrity": float(preds["integrity"].mean()),
+        "MAE": metrics.mae(pred, true), "MSE": metrics.mse(pred, true),
+        "Huber": metrics.huber(pred, true, huber_delta), "huber_delta": huber_delta,
+        "inference_samples_per_s": count / seconds if seconds > 0 else float("inf"),
+    }
+
+
+def checkpoint_info(state: dict, checkpoint: Path) -> dict:
+    """What metrics.json says about a trained model: name, target, size and training cost."""
+    return {
+        "arch": state["arch"], "target": state.get("target", "box"),
+        "checkpoint": str(checkpoint), "params": state["params"], "epochs": state["epoch"],
+        "training_seconds": float(sum(r["seconds"] for r in state["history"])),
+        "huber_delta": state["config"].get("huber_delta", 1.0),
+    }
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.asarray(logits, np.float64)))
+
+
+def choose_mask_thresholds(prob: np.ndarray, true_masks: np.ndarray, true_boxes: np.ndarray,
+                           grid: Sequence[float] = MASK_THRESHOLDS) -> dict:
+    """Thresholds on validation probabilities `(N, H, W)` maximising the mean box IoU of the
+    mask's box (`box`) and the mean pixel IoU (`pixel`); the first best on ties."""
+    box = [float(metrics.box_iou(predicted_mask_boxes(prob >= t), true_boxes).mean()) for t in grid]
+    pix = [float(metrics.pixel_iou(prob >= t, true_masks).mean()) for t in grid]
+    return {"box": float(grid[int(np.argmax(box))]), "pixel": float(grid[int(np.argmax(pix))]),
+            "grid": list(grid), "val_box_IoU": box, "val_pixel_IoU": pix}
+
+
+def mask_scores(preds: xr.Dataset, prob: np.ndarray, true_masks: np.ndarray,
+                thresholds: dict) -> tuple[xr.Dataset, dict]:
+    """Add the pixel-way variables to `preds`; return it and the pixel metrics."""
+    t_box, t_pix = thresholds["box"], thresholds["pixel"]
+    pix = metrics.pixel_iou(prob >= t_pix, true_masks)
+    dims = ("sample", "label_y", "label_x")
+    preds = preds.assign(
+        pred_mask_prob=(dims, prob.astype(np.float32),
+                        {"units": "1", "long_name": "predicted crack probability per label cell"}),
+        true_mask=(dims, true_masks.astype(np.uint8), {"units": "1", "long_name": "crack_mask"}),
+        pixel_iou=(("sample",), pix, {"units": "1", "long_name":
+                                      f"crack-class IoU of the mask probability >= {t_pix}"}))
+    preds.attrs.update(mask_threshold_box=t_box, mask_threshold_pixel=t_pix)
+    scores = {
+        "pixel_IoU": float(pix.mean()),
+        "pixel_mIoU_2class": metrics.pixel_mean_iou(prob >= t_pix, true_masks),
+        "pixel_IoU_at_0.5": float(metrics.pixel_iou(prob >= 0.5, true_masks).mean()),
+        "mask_threshold": {"box": t_box, "pixel": t_pix,
+                           "chosen_on": thresholds.get("chosen_on", "val")},
+    }
+    return preds, scores
+
+
+def _predict_subset(model, index: ShardIndex, ids: np.ndarray, label_set: Labels, state: dict,
+                    batch_size: int, workers: int, device) -> tuple[np.ndarray, float]:
+    """Raw model output for `ids` and the seconds it took."""
+    reference = None if state["reference"] is None else state["reference"].numpy()
+    dataset = WavefieldDataset(index, ids, label_set, state["stats"], reference)
+    try:
+        tic = time.perf_counter()
+        out = predict(model, make_loader(dataset, batch_size, workers, device), device)
+        return out, time.perf_counter() - tic
+    finally:
+        dataset.close()
 
 
 def evaluate(data: list[str], labels: list[str], split: str, checkpoint: str | os.PathLike,
              out_dir: str | os.PathLike, subset: str = "test",
              thresholds: Sequence[float] = metrics.DEFAULT_SIZE_THRESHOLDS,
-             batch_size: int = 32, device: str = "auto", workers: int = 0) -> dict:
-    """Write all evaluation outputs for `checkpoint` on `subset`; return the metrics dict."""
-    out_dir, checkpoint = Path(out_dir), Path(checkpoint)
+             batch_size: int = 32, device: str = "auto", workers: int = 0,
+             mask_threshold: float | None = None) -> dict:
+    """Write all evaluation outputs for `checkpoint` on `subset`; return the metrics dict.
+
+    `mask_threshold` (mask models): fix both thresholds instead of choosing them on `val`.
+    """
+    checkpoint = Path(checkpoint)
     state = load_checkpoint(checkpoint)
     torch_device = resolve_device(device)
     model = model_from_checkpoint(state).to(torch_device)
+    target = state.get("target", "box")
     label_set = load_labels(labels)
     split_dict = read_split(split, label_set)
     index = ShardIndex.build(data)
     ids = box_samples(split_dict, subset, label_set)
     if len(ids) == 0:
         raise DataError(f"split {split}: subset {subset!r} has no sample with a crack to score")
-    reference = None if state["reference"] is None else state["reference"].numpy()
-    dataset = WavefieldDataset(index, ids, label_set, state["stats"], reference)
 
-    try:
-        tic = time.perf_counter()
-        pred_raw = predict(model, make_loader(dataset, batch_size, workers, torch_device),
-                           torch_device)
-        seconds = time.perf_counter() - tic
-        rows = label_set.rows(ids)
-        preds = predictions_dataset(ids, pred_raw, label_set.box[rows],
-                                    label_set.crack_size[rows], label_set.n_cracks[rows])
-        table = metrics.size_table(preds["pred_box"].values, preds["true_box"].values,
-                                   preds["crack_size"].values, thresholds)
-        result = summarise(preds, state, checkpoint, subset, len(split_dict[subset]), seconds)
-        result["device"] = str(torch_device)
-        write_netcdf_atomic(preds, out_dir / "predictions.nc")
-        write_text_atomic(json.dumps(result, indent=1) + "\n", out_dir / "metrics.json")
-        write_text_atomic(table_csv(table), out_dir / "table1.csv")
-        write_text_atomic(table_markdown(table, f"{state['arch']} on {subset} ({len(ids)} "
-                                         "samples): crack size vs IoU, Purity, Integrity"),
-                          out_dir / "table1.md")
-        _figures(out_dir, dataset, preds, table, checkpoint.parent / "history.csv", state["arch"])
-    finally:
-        dataset.close()
-    return result
-
-
-def summarise(preds: xr.Dataset, state: dict, checkpoint: Path, subset: str,
-              subset_size: int, seconds: float) -> dict:
-    """The metrics.json content: mean scores, errors, counts, speed and training cost."""
-    pred, true = preds["pred_box"].values, preds["true_box"].values
-    huber_delta = state["config"].get("huber_delta", 1.0)
-    count = preds.sizes["sample"]
-    return {
-        "arch": state["arch"], "checkpoint": str(checkpoint), "subset": subset,
-        "count": count, "no_crack_excluded": subset_size - count,
-        "IoU": float(preds["iou"].mean()), "Purity": float(preds["purity"].mean()),
-        "Integrity": float(preds["integrity"].mean()),
-        "MAE": metrics.mae(pred, true), "MSE": metrics.mse(pred, true),
-        "Huber": metrics.huber(pred, true, huber_delta), "huber_delta": huber_delta,
-        "inference_samples_per_s": count / seconds,
-        "params": state["params"], "epochs": state["epoch"],
-        "training_seconds": float(sum(r["seconds"] for r in state["history"])),
-    }
+    raw, seconds = _predict_subset(model, index, ids, label_set, state, batch_size, workers,
+                                   torch_device)
+    true_masks = read_samples(index, ids, "crack_mask")
+    rows = label_set.rows(ids)
+    info = checkpoint_info(state, checkpoint)
+    if target == "mask":
+        val_ids = box_samples(split_dict, "val", label_set)
+        if mask_threshold is not None or len(val_ids) == 0:
+            t = 0.5 if mask_threshold is None else float(mask_threshold)
+            chosen = {"box": t, "pixel": t, "chosen_on": "fixed"}
+        else:
+            val_raw, _ = _predict_subset(model, index, val_ids, label_set, state, batch_size,
+                                         workers, torch_device)
+            chosen = choose_mask_thresholds(sigmoid(val_raw), read_samples(index, val_ids, "crack_mask"),
+                                            label_set.box[label_set.rows(val_ids)])
+        pred_raw = predicted_mask_boxes(sigmoid(raw) >= chosen["box"])
+    else:
+        pred_raw = raw
+    preds = predictions_dataset(ids, pred_raw, label_set.box[rows], label_set.crack_size[rows],
+                                label_set.n_cracks[rows])
+    extra = {}
+    if target == "mask":
+        preds, extra = mask_scores(preds, sigmoid(raw), true_masks, chosen)
+    result = {**summarise(preds, info, subset, len(split_dict[subset]), seconds), **extra,
+              "device": str(torch_device)}
+    return write_evaluation(out_dir, preds, result, true_masks, thresholds, state["arch"],
+                            checkpoint.parent / "history.csv")

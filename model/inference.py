@@ -1,4 +1,4 @@
-"""Batched prediction with a box model."""
+"""Batched prediction with a model (boxes `(N, 4)` or mask logits `(N, H, W)`)."""
 
 from __future__ import annotations
 
@@ -27,7 +27,8 @@ def make_loader(dataset: Dataset, batch_size: int, workers: int, device: torch.d
 
 @torch.no_grad()
 def predict(model: nn.Module, loader: DataLoader, device: torch.device) -> np.ndarray:
-    """Boxes `(N, 4)` float64 predicted for every item of `loader`, in order (eval mode)."""
+    """The raw output float64 for every item of `loader`, in order (eval mode): boxes
+    `(N, 4)` or, for a mask model, logits `(N, H, W)`."""
     model.eval()
     out = [model(x.to(device, non_blocking=True)).double().cpu() for x, _ in loader]
     return torch.cat(out).numpy() if out else np.zeros((0, 4))

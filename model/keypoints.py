@@ -58,6 +58,13 @@ def masks_to_boxes(masks: np.ndarray) -> np.ndarray:
     return boxes
 
 
+def predicted_mask_boxes(masks: np.ndarray) -> np.ndarray:
+    """Boxes `(N, 4)` of predicted `(N, H, W)` masks (bool or 0/1) by the label rule; an empty
+    mask predicts the zero-area box `(0, 0, 0, 0)`, which every box metric scores 0."""
+    boxes = masks_to_boxes(np.asarray(masks).astype(np.uint8))
+    return np.where(np.isnan(boxes), 0.0, boxes)
+
+
 def box_to_mask(box: np.ndarray, shape: tuple[int, int] = (16, 16)) -> np.ndarray:
     """uint8 `(H, W)` mask of the cells whose area overlaps `box` (for plots).
 

@@ -1,9 +1,15 @@
-"""Training losses on `(B, 4)` boxes `(xmin, ymin, xmax, ymax)` in plate fractions (paper §3.3).
+"""Training losses: on `(B, 4)` boxes `(xmin, ymin, xmax, ymax)` in plate fractions (paper
+§3.3), or on `(B, H, W)` crack-mask logits for segmentation models.
 
-`mse`, `mae` and `huber` are the paper's three regression losses (mean over batch and
-coordinates; Huber is x^2/2 inside `delta`, `delta(|x| - delta/2)` outside). `giou` is the
+Box losses: `mse`, `mae` and `huber` are the paper's three regression losses (mean over batch
+and coordinates; Huber is x^2/2 inside `delta`, `delta(|x| - delta/2)` outside). `giou` is the
 generalised-IoU loss `1 - GIoU` (Rezatofighi et al., CVPR 2019) for later box models; it
 treats an inverted predicted box as zero-area, like `model.metrics`.
+
+Mask loss: `bce_dice` = `bce_weight * BCE(logits, mask) + dice_weight * (1 - soft Dice)`,
+the usual pair for thin, rare foreground (a crack covers a few of 256 cells): BCE gives
+every cell a gradient, Dice is insensitive to the cell imbalance. Soft Dice per sample,
+`(2 sum(p m) + 1) / (sum p + sum m + 1)` with `p = sigmoid(logits)`, averaged over the batch.
 """
 
 from __future__ import annotations
@@ -14,7 +20,10 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 
-LOSSES = ("mse", "mae", "huber", "giou")
+BOX_LOSSES = ("mse", "mae", "huber", "giou")
+MASK_LOSSES = ("bce_dice",)
+LOSSES = BOX_LOSSES + MASK_LOSSES
+DEFAULT_LOSS = {"box": "mse", "mask": "bce_dice"}   # per model target (model.data.TARGETS)
 _EPS = 1e-9
 
 
@@ -36,7 +45,19 @@ def giou_loss(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
     return (1.0 - giou).mean()
 
 
-def make_loss(name: str, huber_delta: float = 1.0) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+def bce_dice_loss(logits: torch.Tensor, mask: torch.Tensor, bce_weight: float = 1.0,
+                  dice_weight: float = 1.0) -> torch.Tensor:
+    """`bce_weight * BCE + dice_weight * (1 - soft Dice)` of `(B, H, W)` logits vs 0/1 masks."""
+    mask = mask.to(logits.dtype)
+    bce = F.binary_cross_entropy_with_logits(logits, mask)
+    prob = torch.sigmoid(logits).flatten(1)
+    flat = mask.flatten(1)
+    dice = (2 * (prob * flat).sum(1) + 1.0) / (prob.sum(1) + flat.sum(1) + 1.0)
+    return bce_weight * bce + dice_weight * (1.0 - dice.mean())
+
+
+def make_loss(name: str, huber_delta: float = 1.0, bce_weight: float = 1.0,
+              dice_weight: float = 1.0) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """The loss function `(pred, true) -> scalar` called `name` (one of LOSSES)."""
     if name == "mse":
         return F.mse_loss
@@ -48,4 +69,9 @@ def make_loss(name: str, huber_delta: float = 1.0) -> Callable[[torch.Tensor, to
         return partial(F.huber_loss, delta=huber_delta)
     if name == "giou":
         return giou_loss
+    if name == "bce_dice":
+        if bce_weight < 0 or dice_weight < 0 or bce_weight + dice_weight == 0:
+            raise ValueError(f"bce_weight and dice_weight must be >= 0 and not both 0, got "
+                             f"{bce_weight}, {dice_weight}")
+        return partial(bce_dice_loss, bce_weight=bce_weight, dice_weight=dice_weight)
     raise ValueError(f"unknown loss {name!r}; choose one of {LOSSES}")

@@ -1,4 +1,5 @@
-"""Box metrics (paper §3.6): IoU, Purity, Integrity, MAE/MSE/Huber, and the Table-1 layout.
+"""Box metrics (paper §3.6): IoU, Purity, Integrity, MAE/MSE/Huber, the Table-1 layout, and
+the pixel IoU of segmentation masks (the 1D-DenseNet paper's way, §3.6.2).
 
 Boxes are `(N, 4)` float arrays `(xmin, ymin, xmax, ymax)` in plate fractions. A box's area
 is `max(xmax - xmin, 0) * max(ymax - ymin, 0)`: a degenerate or inverted box (`xmax < xmin`)
@@ -98,3 +99,34 @@ def size_table(pred: np.ndarray, true: np.ndarray, crack_size: np.ndarray,
             row[name] = float(values[keep].mean()) if keep.any() else float("nan")
         rows.append(row)
     return rows
+
+
+# --- masks (segmentation models, paper §3.6.2) -------------------------------------------------
+
+def _as_masks(masks: np.ndarray) -> np.ndarray:
+    masks = np.asarray(masks)
+    if masks.ndim != 3:
+        raise ValueError(f"masks must have shape (N, H, W), got {masks.shape}")
+    return masks.astype(bool)
+
+
+def pixel_iou(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
+    """Crack-class IoU `(N,)` of row-paired `(N, H, W)` 0/1 masks: TP / (TP + FP + FN) per
+    sample; 0 where both masks are empty (the 0/0 convention of the box metrics)."""
+    pred, true = _as_masks(pred), _as_masks(true)
+    inter = (pred & true).sum(axis=(1, 2)).astype(np.float64)
+    union = (pred | true).sum(axis=(1, 2)).astype(np.float64)
+    return _ratio(inter, union)
+
+
+def pixel_mean_iou(pred: np.ndarray, true: np.ndarray) -> float:
+    """Two-class mean IoU over the pooled confusion matrix of all samples: the mean of the
+    crack-class IoU TP / (TP + FP + FN) and the background-class IoU TN / (TN + FN + FP)
+    (Keras `MeanIoU(num_classes=2)`). The background term is near 1 whenever cracks are
+    small, which is how true negatives lift this number (paper §3.6.2)."""
+    pred, true = _as_masks(pred), _as_masks(true)
+    tp, fp = float((pred & true).sum()), float((pred & ~true).sum())
+    fn, tn = float((~pred & true).sum()), float((~pred & ~true).sum())
+    crack = tp / (tp + fp + fn) if tp + fp + fn > 0 else 0.0
+    background = tn / (tn + fp + fn) if tn + fp + fn > 0 else 0.0
+    return 0.5 * (crack + background)

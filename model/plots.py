@@ -34,17 +34,23 @@ def _box_patch(box: np.ndarray, colour: str, label: str) -> Rectangle:
 
 
 def plot_boxes(masks: np.ndarray, true: np.ndarray, pred: np.ndarray, titles: Sequence[str],
-               path: str | os.PathLike, suptitle: str) -> None:
-    """One panel per sample: shaded true mask, true box (green), predicted box (red).
+               path: str | os.PathLike, suptitle: str,
+               pred_masks: np.ndarray | None = None) -> None:
+    """One panel per sample: shaded true mask, true box (green), predicted box (red), and
+    the predicted mask (translucent red) when a segmentation model gives one.
 
-    `masks` `(n, H, W)`, `true` and `pred` `(n, 4)`.
+    `masks` and `pred_masks` `(n, H, W)`, `true` and `pred` `(n, 4)`.
     """
     n = len(masks)
     fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.6), squeeze=False,
                              layout="constrained")
-    for ax, mask, t, p, title in zip(axes[0], masks, true, pred, titles):
+    for k, (ax, mask, t, p, title) in enumerate(zip(axes[0], masks, true, pred, titles)):
         height, width = mask.shape
         ax.imshow(mask, cmap="Greys", vmin=0, vmax=2, origin="lower", extent=(0, 1, 0, 1))
+        if pred_masks is not None:
+            overlay = np.ma.masked_equal(np.asarray(pred_masks[k], np.uint8), 0)
+            ax.imshow(overlay, cmap="Reds", vmin=0, vmax=1.5, alpha=0.45, origin="lower",
+                      extent=(0, 1, 0, 1))
         ax.set_xticks(np.linspace(0, 1, width + 1), minor=True)
         ax.set_yticks(np.linspace(0, 1, height + 1), minor=True)
         ax.grid(which="minor", color="0.85", linewidth=0.5)

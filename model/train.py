@@ -6,6 +6,11 @@ state, optimizer, scheduler and early-stopping state are checkpointed after ever
 `resume=True` continues to the same final weights as an uninterrupted run on the same
 machine and thread count. The data pipeline itself draws no random numbers.
 
+Box models (`target = "box"`) learn the key-point boxes; mask models (`target = "mask"`,
+e.g. densenet1d) learn the 16x16 `crack_mask` with a mask loss. One loop serves both: the
+dataset yields the model's target, and validation always reports the box IoU (for a mask
+model, of the box around its mask thresholded at 0.5) so the history compares across models.
+
 Outputs in `out_dir`: `checkpoint.pt` (see model.checkpoint), `history.csv` (epoch,
 train_loss, val_loss, val_iou, lr, seconds), `summary.txt` (layer summary).
 """
@@ -30,9 +35,10 @@ from model.data import (ShardIndex, WavefieldDataset, box_samples, load_labels,
                         normalisation_stats, read_reference, read_split)
 from model.inference import make_loader, predict, resolve_device
 from model.io import DataError, write_text_atomic
-from model.losses import make_loss
+from model.keypoints import predicted_mask_boxes
+from model.losses import BOX_LOSSES, DEFAULT_LOSS, MASK_LOSSES, make_loss
 from model.metrics import box_iou
-from model.nets import build_model
+from model.nets import build_model, model_target
 from model.nets.summary import format_summary, parameter_counts
 
 SCHEDULERS = ("cosine", "plateau")
@@ -50,8 +56,10 @@ class TrainConfig:
     batch_size: int = 32
     lr: float = 1e-3               # AdamW learning rate
     weight_decay: float = 1e-4     # AdamW decoupled weight decay
-    loss: str = "mse"              # mse | mae | huber | giou
+    loss: str = "auto"             # auto (mse for box, bce_dice for mask models) | LOSSES
     huber_delta: float = 1.0
+    bce_weight: float = 1.0        # bce_dice: weight of the binary cross-entropy
+    dice_weight: float = 1.0       # bce_dice: weight of 1 - soft Dice
     scheduler: str = "cosine"      # cosine (to 0 over `epochs`) | plateau (x0.5)
     patience: int = 20             # epochs without a better val loss before stopping
     seed: int = 0
@@ -59,8 +67,12 @@ class TrainConfig:
     workers: int = 0               # DataLoader worker processes
     reference: str = "none"        # none | subtract (pristine wavefield)
 
-    def validate(self) -> None:
-        """ValueError naming the first bad option."""
+    def validate(self, target: str = "box") -> None:
+        """ValueError naming the first bad option (`target`: what the model predicts)."""
+        allowed = {"box": BOX_LOSSES, "mask": MASK_LOSSES}[target]
+        if self.loss != "auto" and self.loss not in allowed:
+            raise ValueError(f"loss {self.loss!r} does not fit a {target} model ({self.arch}); "
+                             f"choose one of {allowed}")
         if self.scheduler not in SCHEDULERS:
             raise ValueError(f"scheduler must be one of {SCHEDULERS}, got {self.scheduler!r}")
         for name in ("epochs", "batch_size", "patience"):
@@ -68,7 +80,12 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.lr <= 0 or self.weight_decay < 0 or self.workers < 0:
             raise ValueError("lr must be > 0, weight_decay and workers >= 0")
-        make_loss(self.loss, self.huber_delta)
+        self.loss_fn(target)
+
+    def loss_fn(self, target: str = "box"):
+        """The training loss for a model predicting `target` ("auto" -> DEFAULT_LOSS)."""
+        name = DEFAULT_LOSS[target] if self.loss == "auto" else self.loss
+        return make_loss(name, self.huber_delta, self.bce_weight, self.dice_weight)
 
 
 def seed_everything(seed: int) -> None:
@@ -124,12 +141,22 @@ def _train_epoch(model, loader, loss_fn, optimizer, device, desc: str, progress:
     return total / count
 
 
+def predicted_boxes(pred: np.ndarray, target: str, threshold: float = 0.5) -> np.ndarray:
+    """Boxes `(N, 4)` from a model's raw output: box models' as they are; a mask model's
+    logits `(N, H, W)` -> the box of `sigmoid >= threshold` (zeros when the mask is empty)."""
+    if target == "box":
+        return pred
+    return predicted_mask_boxes(1.0 / (1.0 + np.exp(-pred)) >= threshold)
+
+
 def _validate(model, loader, loss_fn, device) -> tuple[float, float]:
-    """(loss, mean IoU of predictions clipped to the plate) on a loader."""
+    """(loss, mean box IoU of the predictions clipped to the plate) on a loader."""
+    dataset = loader.dataset
     pred = predict(model, loader, device)
-    true = np.asarray(loader.dataset.boxes, dtype=np.float64)
-    loss = float(loss_fn(torch.from_numpy(pred), torch.from_numpy(true)))
-    return loss, float(box_iou(np.clip(pred, 0, 1), true).mean())
+    true = dataset.boxes if dataset.masks is None else dataset.masks
+    loss = float(loss_fn(torch.from_numpy(pred), torch.from_numpy(np.asarray(true, np.float64))))
+    boxes = predicted_boxes(pred, dataset.target)
+    return loss, float(box_iou(np.clip(boxes, 0, 1), np.asarray(dataset.boxes, np.float64)).mean())
 
 
 def _fit_closed_form(model, train_set, val_set, loss_fn, base: dict) -> dict:
@@ -162,12 +189,13 @@ def train(data: list[str], labels: list[str], split: str, out_dir: str | os.Path
     state = load_checkpoint(ckpt_path) if resume and ckpt_path.exists() else None
     if state is not None:
         config = TrainConfig(**state["config"])
-    config.validate()
     if config.reference == "subtract" and pristine is None and state is None:
         raise DataError("reference 'subtract' needs a pristine reference file (--pristine)")
     seed_everything(config.seed)
     device = resolve_device(config.device)
     model = build_model(config.arch, **config.arch_kwargs).to(device)
+    target = model_target(model)
+    config.validate(target)
     closed_form = hasattr(model, "fit_boxes")
 
     label_set = load_labels(labels)
@@ -186,9 +214,9 @@ def train(data: list[str], labels: list[str], split: str, out_dir: str | os.Path
         reference = read_reference(pristine, index.wave_shape) if config.reference == "subtract" else None
         all_train = np.asarray(split_dict["train"], dtype=np.int64)
         stats = IDENTITY_STATS if closed_form else normalisation_stats(index, all_train, reference)
-    train_set = WavefieldDataset(index, train_ids, label_set, stats, reference)
-    val_set = WavefieldDataset(index, val_ids, label_set, stats, reference)
-    loss_fn = make_loss(config.loss, config.huber_delta)
+    train_set = WavefieldDataset(index, train_ids, label_set, stats, reference, target)
+    val_set = WavefieldDataset(index, val_ids, label_set, stats, reference, target)
+    loss_fn = config.loss_fn(target)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = format_summary(model, (1, *index.wave_shape))
@@ -196,7 +224,7 @@ def train(data: list[str], labels: list[str], split: str, out_dir: str | os.Path
     if progress:
         print(summary, flush=True)
     base = {
-        "config": asdict(config), "arch": config.arch,
+        "config": asdict(config), "arch": config.arch, "target": target,
         "hyperparameters": model.hyperparameters(), "stats": stats,
         "reference": None if reference is None else torch.from_numpy(reference),
         "data": {"shards": index.paths, "labels": label_set.paths, "split": str(split)},
