@@ -1,4 +1,4 @@
-"""Command line: `python -m model labels|split|train|evaluate` (see `--help` of each).
+"""Command line: `python -m model labels|split|train|evaluate|baseline|compare` (see `--help`).
 
 Inputs are checked here, at the edge: a missing or corrupt file, a shard that lacks a
 variable of docs/data-format.md, or a split naming unknown samples ends the command with a
@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from model.data import REFERENCES, SUBSETS, load_labels, make_split, write_split
 from model.io import DataError
 from model.losses import LOSSES
+from model.baselines import METHODS
 from model.metrics import DEFAULT_SIZE_THRESHOLDS
 from model.nets import ARCHITECTURES
 
@@ -73,10 +74,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32, help="samples per optimiser step")
     p.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate")
     p.add_argument("--weight-decay", type=float, default=1e-4, help="AdamW weight decay")
-    p.add_argument("--loss", default="mse", choices=LOSSES,
-                   help="training loss on the box coordinates (giou = 1 - generalised IoU)")
+    p.add_argument("--loss", default="auto", choices=("auto", *LOSSES),
+                   help="training loss: on box coordinates for box models (giou = 1 - "
+                        "generalised IoU), bce_dice for mask models; auto = mse for box "
+                        "models, bce_dice for mask models (densenet1d)")
     p.add_argument("--huber-delta", type=float, default=1.0,
                    help="Huber threshold between quadratic and linear (loss and metric)")
+    p.add_argument("--bce-weight", type=float, default=1.0,
+                   help="bce_dice loss: weight of the binary cross-entropy term")
+    p.add_argument("--dice-weight", type=float, default=1.0,
+                   help="bce_dice loss: weight of the 1 - soft Dice term")
     p.add_argument("--scheduler", default="cosine", choices=("cosine", "plateau"),
                    help="LR schedule: cosine to 0 over --epochs, or halve on a val-loss plateau")
     p.add_argument("--patience", type=int, default=20,
@@ -105,6 +112,44 @@ def build_parser() -> argparse.ArgumentParser:
                    default=list(DEFAULT_SIZE_THRESHOLDS), metavar="M",
                    help="Table-1 rows: crack size (total length, m) greater than each value")
     p.add_argument("--batch-size", type=int, default=32, help="samples per forward pass")
+    p.add_argument("--mask-threshold", type=float, metavar="P",
+                   help="mask models: binarise the crack probability at P for both the box "
+                        "and the pixel IoU, instead of choosing each threshold on the "
+                        "validation subset")
+
+    p = sub.add_parser("baseline", formatter_class=FORMATTER,
+                       help="classical damage imaging (RAPID, delay-and-sum), scored like a model",
+                       description="Choose the method's hyperparameters by grid search on "
+                                   "the validation subset (best mean box IoU), then score the "
+                                   "test subset and write what `evaluate` writes "
+                                   "(model/baselines/run.py explains the method).")
+    p.add_argument("method", choices=METHODS,
+                   help="rapid: correlation damage indices on elliptical paths; das: "
+                        "delay-and-sum of the scattered field's envelopes")
+    _add_data_args(p)
+    p.add_argument("--pristine", required=True, metavar="PRISTINE.nc",
+                   help="pristine reference file (one uncracked sample)")
+    p.add_argument("--out-dir", required=True, help="folder for the evaluation outputs")
+    p.add_argument("--name", help="the model's name in figures and metrics.json (default: METHOD)")
+    p.add_argument("--subset", default="test", choices=SUBSETS, help="split subset to score")
+    p.add_argument("--search-subset", default="val", choices=SUBSETS,
+                   help="split subset the hyperparameters are chosen on")
+    p.add_argument("--grid", default="{}", metavar="JSON",
+                   help="override search grids, e.g. '{\"beta\": [1.05, 1.2], \"alpha\": [0.9]}'; "
+                        "rapid: beta, alpha; das: speed (p|s), t_max [s], alpha")
+    p.add_argument("--size-thresholds", nargs="+", type=float,
+                   default=list(DEFAULT_SIZE_THRESHOLDS), metavar="M",
+                   help="Table-1 rows: crack size (total length, m) greater than each value")
+
+    p = sub.add_parser("compare", formatter_class=FORMATTER, help="one table over all models",
+                       description="Read the evaluation folders (and training histories) of "
+                                   "several models and write OUT_DIR/table.csv, table.md, "
+                                   "iou_vs_crack_size.png and loss_curves.png.")
+    p.add_argument("--eval-dirs", nargs="+", required=True, metavar="DIR",
+                   help="folders written by evaluate or baseline; the folder name is the model's")
+    p.add_argument("--histories", nargs="*", default=[], metavar="HISTORY.csv",
+                   help="training histories (results/models/NAME/history.csv) for the loss plot")
+    p.add_argument("--out-dir", required=True, help="folder for the comparison")
     return parser
 
 
@@ -122,6 +167,7 @@ def _run_train(args: argparse.Namespace) -> None:
     config = TrainConfig(
         arch=args.arch, arch_kwargs=arch_kwargs, epochs=args.epochs, batch_size=args.batch_size,
         lr=args.lr, weight_decay=args.weight_decay, loss=args.loss, huber_delta=args.huber_delta,
+        bce_weight=args.bce_weight, dice_weight=args.dice_weight,
         scheduler=args.scheduler, patience=args.patience, seed=args.seed, device=args.device,
         workers=args.workers, reference=args.reference)
     state = train(args.data, args.labels, args.split, args.out_dir, config, pristine=args.pristine,
@@ -135,8 +181,33 @@ def _run_evaluate(args: argparse.Namespace) -> None:
 
     result = evaluate(args.data, args.labels, args.split, args.checkpoint, args.out_dir,
                       subset=args.subset, thresholds=args.size_thresholds,
-                      batch_size=args.batch_size, device=args.device, workers=args.workers)
-    print(json.dumps({k: result[k] for k in ("count", "IoU", "Purity", "Integrity")}))
+                      batch_size=args.batch_size, device=args.device, workers=args.workers,
+                      mask_threshold=args.mask_threshold)
+    print(json.dumps({k: result[k] for k in ("count", "IoU", "Purity", "Integrity", "pixel_IoU")
+                      if k in result}))
+
+
+def _run_baseline(args: argparse.Namespace) -> None:
+    from model.baselines.run import run_baseline
+
+    try:
+        grid = json.loads(args.grid)
+    except json.JSONDecodeError as err:
+        raise DataError(f"--grid is not valid JSON: {err}") from err
+    if not isinstance(grid, dict):
+        raise DataError(f"--grid must be a JSON object, got {args.grid!r}")
+    result = run_baseline(args.method, args.data, args.labels, args.split, args.pristine,
+                          args.out_dir, subset=args.subset, search_subset=args.search_subset,
+                          thresholds=args.size_thresholds, grid=grid, name=args.name)
+    print(json.dumps({"hyperparameters": result["hyperparameters"],
+                      **{k: result[k] for k in ("count", "IoU", "Purity", "Integrity", "pixel_IoU")}}))
+
+
+def _run_compare(args: argparse.Namespace) -> None:
+    from model.compare import compare
+
+    out = compare(args.eval_dirs, args.histories, args.out_dir)
+    print(f"compared {len(args.eval_dirs)} models: {', '.join(map(str, out))}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -152,8 +223,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(json.dumps({"n_samples": split["n_samples"], "counts": split["counts"]}))
         elif args.command == "train":
             _run_train(args)
-        else:
+        elif args.command == "evaluate":
             _run_evaluate(args)
+        elif args.command == "baseline":
+            _run_baseline(args)
+        else:
+            _run_compare(args)
     except (DataError, ValueError) as err:
         print(f"python -m model {args.command}: error: {err}", file=sys.stderr)
         return 2

@@ -2,7 +2,7 @@
 
 Images are computed on a pixel grid that refines the 16x16 label grid by an integer factor,
 so a thresholded image maps onto label cells exactly; the box then comes from
-`model.keypoints.masks_to_boxes`, the same rule as the training labels.
+`model.keypoints.predicted_mask_boxes`, the same rule as the training labels.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import json
 
 import numpy as np
 
-from model.keypoints import masks_to_boxes
+from model.keypoints import predicted_mask_boxes
 
 
 def pixel_grid(width: float, height: float, label_shape=(16, 16), oversample: int = 4) -> np.ndarray:
@@ -24,22 +24,28 @@ def pixel_grid(width: float, height: float, label_shape=(16, 16), oversample: in
     return np.column_stack([gx.ravel(), gy.ravel()])
 
 
+def cell_scores(images: np.ndarray, label_shape=(16, 16), oversample: int = 4) -> np.ndarray:
+    """Per label cell, its brightest pixel over the image's maximum: (N, H, W) in [0, 1]
+    (all 0 for an all-zero image). ``images``: (N, H * oversample * W * oversample) on
+    ``pixel_grid``. ``cell_scores >= alpha`` is ``image_to_mask(images, alpha)``."""
+    h, w = label_shape
+    cells = images.reshape(len(images), h, oversample, w, oversample).max(axis=(2, 4))
+    peak = images.max(axis=1)[:, None, None]
+    return np.divide(cells, peak, out=np.zeros_like(cells, dtype=np.float64), where=peak > 0)
+
+
 def image_to_mask(images: np.ndarray, alpha: float, label_shape=(16, 16),
                   oversample: int = 4) -> np.ndarray:
-    """Label masks (N, H, W) uint8: a cell is 1 when any of its pixels reaches ``alpha`` times
-    the image's maximum. ``images``: (N, H * oversample * W * oversample) on ``pixel_grid``."""
-    h, w = label_shape
-    img = images.reshape(len(images), h, oversample, w, oversample)
-    peak = images.max(axis=1).reshape(-1, 1, 1, 1, 1)
-    hot = img >= alpha * np.where(peak > 0, peak, np.inf)
-    return hot.any(axis=(2, 4)).astype(np.uint8)
+    """Label masks (N, H, W) uint8: a cell is 1 when any of its pixels reaches ``alpha`` (> 0)
+    times the image's maximum. ``images``: (N, H * oversample * W * oversample) on
+    ``pixel_grid``."""
+    return (cell_scores(images, label_shape, oversample) >= alpha).astype(np.uint8)
 
 
 def image_to_box(images: np.ndarray, alpha: float, label_shape=(16, 16),
                  oversample: int = 4) -> np.ndarray:
     """Boxes (N, 4) ``xmin, ymin, xmax, ymax`` in [0, 1] of the thresholded images."""
-    boxes = masks_to_boxes(image_to_mask(images, alpha, label_shape, oversample))
-    return np.where(np.isnan(boxes), 0.0, boxes)   # an all-zero image predicts no area
+    return predicted_mask_boxes(image_to_mask(images, alpha, label_shape, oversample))
 
 
 def plate_geometry(shard_attrs: dict) -> dict:

@@ -1,0 +1,180 @@
+"""Classical baselines end to end: hyperparameters chosen on one split subset, scores on another.
+
+    python -m model baseline rapid|das --data S.nc ... --labels L.nc ... --split split.json \
+        --pristine pristine.nc --out-dir results/eval/NAME
+
+Method (no training; both need the pristine reference wavefield):
+1. Read the plate size, source, onset and wave speeds from the shards' `config` attribute
+   (`imaging.plate_geometry`), the sensor positions and record times from the shard.
+2. Search: for every image setting of the grid (RAPID: `beta`; delay-and-sum: `speed`
+   "p" | "s" and `t_max` [s]), image the validation samples (those with a crack) on a pixel
+   grid 4x finer than the label grid, and reduce each image to label-cell scores (brightest
+   pixel / image maximum, `imaging.cell_scores`). For each cell-score threshold `alpha` of
+   the grid, the mask `scores >= alpha` gives a box by the label rule; the setting and
+   `alpha` with the highest mean box IoU win (`alpha_box`). The threshold with the highest
+   mean pixel IoU for the winning setting is `alpha_pixel` (the segmentation way).
+3. Score: image the test samples with the winners and write exactly what
+   `python -m model evaluate` writes for a segmentation model (`model.evaluate.
+   write_evaluation`): predictions.nc (cell scores stored as `pred_mask_prob`),
+   metrics.json (plus the chosen hyperparameters and the whole search), table1.csv/md,
+   figures. `training_seconds` is the search time; `inference_samples_per_s` covers reading
+   the test wavefields, imaging and boxing; `params` are 0 (nothing is learned but the
+   2-3 hyperparameters).
+
+Wavefields are read `CHUNK` samples at a time, so memory stays small for any split size.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from collections.abc import Sequence
+
+import numpy as np
+
+from model import metrics
+from model.baselines import METHODS
+from model.baselines.das import das_images
+from model.baselines.imaging import cell_scores, pixel_grid, plate_geometry
+from model.baselines.rapid import rapid_images
+from model.data import ShardIndex, box_samples, load_labels, read_reference, read_samples, read_split
+from model.evaluate import (choose_mask_thresholds, mask_scores, predictions_dataset,
+                            summarise, write_evaluation)
+from model.io import SHARD_VARIABLES, DataError, open_checked
+from model.keypoints import predicted_mask_boxes
+
+CHUNK = 16               # samples read and imaged at once
+OVERSAMPLE = 4           # image pixels per label cell along each axis
+ALPHAS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.99)
+DEFAULT_GRIDS = {
+    "rapid": {"beta": [1.02, 1.05, 1.1, 1.2, 1.35, 1.5, 2.0], "alpha": list(ALPHAS)},
+    "das": {"speed": ["p", "s"], "t_max": [2e-5, 3e-5, 4e-5, 5e-5, 6e-5, 8e-5, 1e-4],
+            "alpha": list(ALPHAS)},
+}
+IMAGE_KEYS = {"rapid": ("beta",), "das": ("speed", "t_max")}
+
+
+def read_setup(index: ShardIndex, pristine: str | os.PathLike) -> dict:
+    """Geometry (imaging.plate_geometry), sensors (S, 2) [m], times (T,) [s], reference
+    wavefield (T, S, 2) [m] and the image pixel grid (G, 2) [m]."""
+    with open_checked(index.paths[0], SHARD_VARIABLES, "shard") as ds:
+        try:
+            geometry = plate_geometry(ds.attrs)
+        except (KeyError, TypeError, ValueError) as err:
+            raise DataError(f"shard {index.paths[0]}: the `config` attribute lacks the plate "
+                            f"material or the source ({err!r}); the baselines need both") from err
+        sensors = np.column_stack([ds["sensor_x"].values, ds["sensor_y"].values])
+        times = ds["time"].values.astype(np.float64)
+        label_shape = tuple(ds["crack_mask"].shape[1:])
+    grid = pixel_grid(geometry["width"], geometry["height"], label_shape, OVERSAMPLE)
+    return {"geometry": geometry, "sensors": sensors, "times": times, "grid": grid,
+            "label_shape": label_shape, "reference": read_reference(pristine, index.wave_shape)}
+
+
+def images(method: str, current: np.ndarray, setup: dict, setting: dict) -> np.ndarray:
+    """Damage images (N, G) of wavefields (N, T, S, 2) [m] for one image setting."""
+    geo = setup["geometry"]
+    if method == "rapid":
+        return rapid_images(current, setup["reference"], setup["grid"], geo["source"],
+                            setup["sensors"], setting["beta"])
+    speed = geo["c_p"] if setting["speed"] == "p" else geo["c_s"]
+    return das_images(current, setup["reference"], setup["times"], setup["grid"], geo["source"],
+                      setup["sensors"], speed, geo["onset"], setting["t_max"])
+
+
+def image_settings(method: str, grid: dict) -> list[dict]:
+    """Every combination of the image hyperparameters in `grid` (not alpha)."""
+    keys = IMAGE_KEYS[method]
+    return [dict(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))]
+
+
+def scores_for(method: str, index: ShardIndex, ids: np.ndarray, setup: dict,
+               settings: list[dict]) -> list[np.ndarray]:
+    """Cell scores (N, H, W) of `ids` for each setting, reading the wavefields once."""
+    out = [np.empty((len(ids), *setup["label_shape"])) for _ in settings]
+    for start in range(0, len(ids), CHUNK):
+        chunk = slice(start, start + CHUNK)
+        current = read_samples(index, ids[chunk], "wavefield")
+        for k, setting in enumerate(settings):
+            out[k][chunk] = cell_scores(images(method, current, setup, setting),
+                                        setup["label_shape"], OVERSAMPLE)
+    return out
+
+
+def search(method: str, index: ShardIndex, ids: np.ndarray, boxes: np.ndarray,
+           masks: np.ndarray, setup: dict, grid: dict) -> dict:
+    """The grid search on `ids` (step 2 of the module docstring)."""
+    settings = image_settings(method, grid)
+    results = []
+    for setting, scores in zip(settings, scores_for(method, index, ids, setup, settings)):
+        chosen = choose_mask_thresholds(scores, masks, boxes, grid["alpha"])
+        best = int(np.argmax(chosen["val_box_IoU"]))
+        results.append({**setting, "alpha_box": chosen["box"], "alpha_pixel": chosen["pixel"],
+                        "box_IoU": chosen["val_box_IoU"][best],
+                        "pixel_IoU": max(chosen["val_pixel_IoU"])})
+    best = max(results, key=lambda r: r["box_IoU"])  # first best on ties
+    return {"best": best, "results": results}
+
+
+def run_baseline(method: str, data: Sequence[str], labels: Sequence[str], split: str,
+                 pristine: str | os.PathLike, out_dir: str | os.PathLike,
+                 subset: str = "test", search_subset: str = "val",
+                 thresholds: Sequence[float] = metrics.DEFAULT_SIZE_THRESHOLDS,
+                 grid: dict | None = None, name: str | None = None) -> dict:
+    """Choose the hyperparameters of `method` on `search_subset`, score `subset`, write the
+    evaluation files to `out_dir`; return the metrics dict."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    grid = {**DEFAULT_GRIDS[method], **(grid or {})}
+    unknown = set(grid) - set(DEFAULT_GRIDS[method])
+    if unknown:
+        raise ValueError(f"{method} has no hyperparameter(s) {sorted(unknown)}; "
+                         f"its grid keys are {sorted(DEFAULT_GRIDS[method])}")
+    if method == "rapid" and min(grid["beta"]) <= 1:
+        raise ValueError(f"RAPID beta must be > 1, got {grid['beta']}")
+    label_set = load_labels(labels)
+    split_dict = read_split(split, label_set)
+    index = ShardIndex.build(data)
+    setup = read_setup(index, pristine)
+    val_ids = box_samples(split_dict, search_subset, label_set)
+    ids = box_samples(split_dict, subset, label_set)
+    if len(val_ids) == 0 or len(ids) == 0:
+        raise DataError(f"split {split}: subsets {search_subset!r} ({len(val_ids)}) and "
+                        f"{subset!r} ({len(ids)}) both need samples with a crack")
+
+    tic = time.perf_counter()
+    found = search(method, index, val_ids, label_set.box[label_set.rows(val_ids)],
+                   read_samples(index, val_ids, "crack_mask"), setup, grid)
+    search_seconds = time.perf_counter() - tic
+    best = found["best"]
+    setting = {k: best[k] for k in IMAGE_KEYS[method]}
+
+    tic = time.perf_counter()
+    scores = scores_for(method, index, ids, setup, [setting])[0]
+    boxes = predicted_mask_boxes(scores >= best["alpha_box"])
+    seconds = time.perf_counter() - tic
+    rows = label_set.rows(ids)
+    preds = predictions_dataset(ids, boxes, label_set.box[rows], label_set.crack_size[rows],
+                                label_set.n_cracks[rows])
+    true_masks = read_samples(index, ids, "crack_mask")
+    preds, pixel = mask_scores(preds, scores, true_masks,
+                               {"box": best["alpha_box"], "pixel": best["alpha_pixel"],
+                                "chosen_on": search_subset})
+    preds["pred_mask_prob"].attrs["long_name"] = ("brightest image pixel in the cell / image "
+                                                  "maximum (not a probability)")
+    info = {
+        "arch": name or method, "method": method, "target": "image",
+        "hyperparameters": {**setting, "alpha_box": best["alpha_box"],
+                            "alpha_pixel": best["alpha_pixel"]},
+        "search": {"subset": search_subset, "count": int(len(val_ids)), "grid": grid,
+                   "results": found["results"]},
+        "geometry": {k: (v.tolist() if isinstance(v, np.ndarray) else v)
+                     for k, v in setup["geometry"].items()},
+        "params": {"trainable": 0, "non_trainable": 0, "total": 0}, "epochs": 0,
+        "training_seconds": search_seconds,
+    }
+    result = {**summarise(preds, info, subset, len(split_dict[subset]), seconds), **pixel,
+              "device": "cpu"}
+    return write_evaluation(out_dir, preds, result, true_masks, thresholds, name or method,
+                            history_csv=None)

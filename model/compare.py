@@ -1,0 +1,218 @@
+"""One table over every scored model: trained networks, the mean box, the classical baselines.
+
+    python -m model compare --eval-dirs results/eval/A results/eval/B ... \
+        --histories results/models/A/history.csv ... --out-dir results/compare
+
+Reads what `python -m model evaluate` and `python -m model baseline` wrote (the folder name
+is the model's name) and computes nothing new but averages and bins:
+- `table.csv`: one row per model: kind, count, IoU / Purity / Integrity overall and per
+  Table-1 row (crack size > t: `IoU_gt_<t>` ...), MAE, MSE, pixel IoU (segmentation and
+  imaging rows), parameters, training seconds, inference samples/s. A value that does not
+  apply (pixel IoU of a box model) or does not exist (an empty size row) is left empty:
+  the file never holds NaN.
+- `table.md`: the same as Markdown, plus each model's chosen thresholds/hyperparameters.
+- `iou_vs_crack_size.png`: binned mean IoU against crack size, one line per model.
+- `loss_curves.png`: training and validation loss of the trained models (`--histories`).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (backend first)
+import numpy as np  # noqa: E402
+import xarray as xr  # noqa: E402
+
+from model.io import DataError, write_text_atomic  # noqa: E402
+
+BOX_METRICS = ("IoU", "Purity", "Integrity")
+KINDS = {"box": "key-point box", "mask": "segmentation (mask's box)",
+         "image": "classical imaging (image's box)"}
+SIZE_BINS = 6
+
+
+def _float(value) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _read_csv(path: Path) -> list[dict]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def model_row(eval_dir: Path) -> dict:
+    """The comparison row of one evaluation folder (NaN where a value does not apply)."""
+    path = eval_dir / "metrics.json"
+    if not path.is_file():
+        raise DataError(f"{eval_dir} has no metrics.json; was it written by evaluate or baseline?")
+    m = json.loads(path.read_text())
+    target = m.get("target", "box")
+    kind = "mean box (floor)" if m.get("arch") == "meanbox" else KINDS.get(target, target)
+    row = {"model": eval_dir.name, "kind": kind, "count": m["count"],
+           **{k: _float(m.get(k)) for k in (*BOX_METRICS, "MAE", "MSE")},
+           "pixel_IoU": _float(m.get("pixel_IoU")),
+           "pixel_mIoU_2class": _float(m.get("pixel_mIoU_2class")),
+           "params": int(m.get("params", {}).get("total", 0)),
+           "training_seconds": _float(m.get("training_seconds")),
+           "inference_samples_per_s": _float(m.get("inference_samples_per_s"))}
+    for t in _read_csv(eval_dir / "table1.csv"):
+        key = f"{_float(t['crack_size_gt_m']):g}"
+        row[f"count_gt_{key}"] = int(_float(t["count"]))
+        row.update({f"{k}_gt_{key}": _float(t[k]) for k in BOX_METRICS})
+    choice = m.get("hyperparameters") if target == "image" else m.get("mask_threshold")
+    row["chosen"] = "" if not choice else ", ".join(
+        f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in choice.items())
+    return row
+
+
+def _cell(value, digits: int = 4) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return str(value)
+    return "" if value is None or math.isnan(value) else f"{value:.{digits}f}"
+
+
+def table_csv(rows: list[dict]) -> str:
+    fields = list(dict.fromkeys(k for row in rows for k in row))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows([{k: _cell(row.get(k, math.nan), 6) for k in fields} for row in rows])
+    return buffer.getvalue()
+
+
+def _size_keys(rows: list[dict]) -> list[str]:
+    keys = dict.fromkeys(k[len("count_gt_"):] for row in rows for k in row
+                         if k.startswith("count_gt_"))
+    return sorted(keys, key=float)
+
+
+def table_markdown(rows: list[dict], subset: str) -> str:
+    dash = lambda text: text or "–"  # noqa: E731
+    counts = sorted({row["count"] for row in rows})
+    lines = ["# Comparison of the models", "",
+             f"Every model is scored on the same {subset} samples with a crack "
+             f"(n = {'/'.join(map(str, counts))}) by the same code: IoU, Purity and Integrity "
+             "of its box (for a segmentation or imaging model, the box of its thresholded "
+             "mask by the label rule); pixel IoU = crack-class IoU of that mask (the "
+             "1D-DenseNet paper's way, docs/model.md). Training time is the search time for "
+             "the classical baselines; inference includes reading the test wavefields.", "",
+             "| model | kind | IoU | Purity | Integrity | MAE | pixel IoU | params | "
+             "training [s] | inference [samples/s] |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['model']} | {r['kind']} | " + " | ".join(
+            dash(_cell(r[k])) for k in (*BOX_METRICS, "MAE", "pixel_IoU")) +
+            f" | {r['params']:,} | {dash(_cell(r['training_seconds'], 1))} | "
+            f"{dash(_cell(r['inference_samples_per_s'], 1))} |")
+    sizes = _size_keys(rows)
+    for metric in BOX_METRICS:
+        lines += ["", f"## {metric} by crack size (samples with total crack length > t)", "",
+                  "| model | " + " | ".join(
+                      f"> {float(s) * 1e3:g} mm (n={rows[0].get(f'count_gt_{s}', 0)})"
+                      for s in sizes) + " |",
+                  "|---|" + "---:|" * len(sizes)]
+        for r in rows:
+            lines.append(f"| {r['model']} | " + " | ".join(
+                dash(_cell(r.get(f"{metric}_gt_{s}", math.nan))) for s in sizes) + " |")
+    chosen = [r for r in rows if r["chosen"]]
+    if chosen:
+        lines += ["", "## Chosen on the validation subset", "",
+                  "| model | thresholds / hyperparameters |", "|---|---|"]
+        lines += [f"| {r['model']} | {r['chosen']} |" for r in chosen]
+    return "\n".join(lines) + "\n"
+
+
+def _per_sample(predictions: Path) -> tuple[np.ndarray, np.ndarray]:
+    """`(crack_size [m], IoU)` per evaluated sample."""
+    with xr.open_dataset(predictions) as ds:
+        return ds["crack_size"].values.astype(float), ds["iou"].values.astype(float)
+
+
+def _save(fig, out: Path) -> None:
+    tmp = out.with_name(f".{out.stem}.tmp-{os.getpid()}.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    os.replace(tmp, out)
+
+
+def plot_iou_vs_size(models: list[str], eval_dirs: list[Path], out: Path,
+                     bins: int = SIZE_BINS) -> None:
+    """Mean IoU per crack-size bin (equal widths over the evaluated sizes), one line a model."""
+    per_model = {m: _per_sample(d / "predictions.nc") for m, d in zip(models, eval_dirs)}
+    sizes = np.concatenate([s for s, _ in per_model.values()])
+    fig, ax = plt.subplots(figsize=(6.8, 4.4), constrained_layout=True)
+    if sizes.size:
+        lo, hi = float(sizes.min()), float(sizes.max())
+        edges = np.linspace(lo, hi if hi > lo else lo + 1e-9, bins + 1)
+        centres = 0.5 * (edges[:-1] + edges[1:])
+        for m, (size, iou) in per_model.items():
+            which = np.clip(np.digitize(size, edges) - 1, 0, bins - 1)
+            mean = np.array([iou[which == b].mean() if np.any(which == b) else np.nan
+                             for b in range(bins)])
+            ax.plot(centres * 1e3, mean, marker="o", label=f"{m} (mean {iou.mean():.2f})")
+        counts = np.histogram(next(iter(per_model.values()))[0], bins=edges)[0]
+        for c, n in zip(centres, counts):
+            ax.annotate(f"n={n}", (c * 1e3, 0.98), ha="center", va="top", fontsize=7, color="0.4")
+    ax.set(xlabel="crack size (total length) [mm]", ylabel="mean IoU of the box", ylim=(0, 1),
+           title="IoU against crack size (binned means, same test samples for every model)")
+    ax.legend(fontsize=7)
+    _save(fig, out)
+
+
+def plot_losses(histories: Sequence[Path], out: Path) -> None:
+    """Train (solid) and validation (dashed) loss per epoch, one colour per model; a model
+    fitted in one step (one history row, the mean box) is a horizontal line. Losses differ
+    between box and mask models (MSE vs BCE + Dice): compare shapes, not levels."""
+    fig, ax = plt.subplots(figsize=(6.8, 4.4), constrained_layout=True)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for k, path in enumerate(histories):
+        rows = _read_csv(path)
+        if not rows:
+            continue
+        colour, name = colours[k % len(colours)], path.parent.name
+        for key, style in (("train_loss", "-"), ("val_loss", "--")):
+            values = [_float(r[key]) for r in rows]
+            label = f"{name}: {key.replace('_', ' ')}"
+            if len(rows) == 1:
+                ax.axhline(values[0], color=colour, ls=style, lw=1, label=label + " (one fit)")
+            else:
+                ax.plot([int(r["epoch"]) for r in rows], values, style, color=colour,
+                        marker=".", label=label)
+    ax.set(xlabel="epoch", ylabel="loss", yscale="log",
+           title="Training (solid) and validation (dashed) loss")
+    ax.legend(fontsize=7)
+    _save(fig, out)
+
+
+def compare(eval_dirs: Sequence[str | os.PathLike], histories: Sequence[str | os.PathLike],
+            out_dir: str | os.PathLike) -> list[Path]:
+    """Write the four comparison files to `out_dir`; return their paths."""
+    eval_dirs = [Path(d) for d in eval_dirs]
+    names = [d.name for d in eval_dirs]
+    if len(set(names)) != len(names):
+        raise DataError(f"evaluation folders must have distinct names, got {names}")
+    rows = [model_row(d) for d in eval_dirs]
+    subsets = {json.loads((d / "metrics.json").read_text()).get("subset", "?") for d in eval_dirs}
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [out_dir / n for n in ("table.csv", "table.md", "iou_vs_crack_size.png",
+                                   "loss_curves.png")]
+    write_text_atomic(table_csv(rows), paths[0])
+    write_text_atomic(table_markdown(rows, "/".join(sorted(subsets))), paths[1])
+    plot_iou_vs_size(names, eval_dirs, paths[2])
+    plot_losses([Path(h) for h in histories], paths[3])
+    return paths
