@@ -82,7 +82,7 @@ def test_dry_run_succeeds(args, tmp_path):
     assert result.returncode == 0, result.stdout
     jobs = job_counts(result.stdout)
     for rule in ("simulate_shard", "simulate_pristine", "labels", "split", "train", "evaluate",
-                 "compare", "sample_figures"):
+                 "baseline", "compare", "sample_figures"):
         assert jobs.get(rule, 0) >= 1, f"no {rule} job in the dry run: {jobs}"
 
 
@@ -112,6 +112,10 @@ def test_paper_config_has_one_job_per_shard_and_model(tmp_path):
                      id="duplicate-model-name"),
         pytest.param(lambda c: c["split"].update(fractions=[0.5, 0.5, 0.5]), "split.fractions",
                      id="fractions-not-summing-to-one"),
+        pytest.param(lambda c: c["baselines"][0].update(method="tomography"), "method",
+                     id="unknown-baseline-method"),
+        pytest.param(lambda c: c["baselines"].append({"name": "meanbox", "method": "das"}),
+                     "baselines[].name", id="baseline-named-like-a-model"),
     ],
 )
 def test_invalid_config_fails_naming_the_key(edit, named, tmp_path):
@@ -174,6 +178,7 @@ def test_end_to_end_outputs_exist_and_parse(tiny_run):
     workdir, _, config = tiny_run
     results = workdir / "results"
     models = [m["name"] for m in config["models"]]
+    baselines = [b["name"] for b in config["baselines"]]
 
     for shard, start in (("0000", 0), ("0001", 8)):
         with xr.open_dataset(results / "data" / f"shard-{shard}.nc") as ds:
@@ -187,11 +192,12 @@ def test_end_to_end_outputs_exist_and_parse(tiny_run):
         assert ds.sizes["sample"] == 1
     assert json.loads((results / "split" / "split.json").read_text())
 
-    for name in models:
+    for name in models + baselines:
         model_dir, eval_dir = results / "models" / name, results / "eval" / name
-        assert (model_dir / "checkpoint.pt").stat().st_size > 0
-        with open(model_dir / "history.csv", newline="") as fh:
-            assert list(csv.DictReader(fh)), f"{name}: empty history"
+        if name in models:
+            assert (model_dir / "checkpoint.pt").stat().st_size > 0
+            with open(model_dir / "history.csv", newline="") as fh:
+                assert list(csv.DictReader(fh)), f"{name}: empty history"
         metrics = json.loads((eval_dir / "metrics.json").read_text())
         ious = find_iou(metrics)
         assert ious, f"{name}: no IoU in metrics.json: {metrics}"
@@ -206,9 +212,9 @@ def test_end_to_end_outputs_exist_and_parse(tiny_run):
 
     with open(results / "compare" / "table.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
-    assert {r["model"] for r in rows} == set(models)
-    assert all(0.0 <= float(r["IoU"]) <= 1.0 for r in rows if r["IoU"] not in ("", "nan"))
-    assert all(m in (results / "compare" / "table.md").read_text() for m in models)
+    assert [r["model"] for r in rows] == models + baselines
+    assert all(0.0 <= float(r["IoU"]) <= 1.0 for r in rows)
+    assert all(m in (results / "compare" / "table.md").read_text() for m in models + baselines)
     for png in ("iou_vs_crack_size.png", "loss_curves.png"):
         assert png_ok(results / "compare" / png), png
     for sample in config["figures"]["samples"]:
@@ -260,7 +266,8 @@ def test_changing_a_simulation_param_reruns_the_simulation(tiny_run, tmp_path):
                       lambda c: c["simulation"]["sources"][0].update(amplitude=2.0))
     assert jobs["simulation_config"] == 1
     assert jobs["simulate_shard"] == 2 and jobs["simulate_pristine"] == 1
-    assert jobs["train"] == 2 and jobs["compare"] == 1
+    assert jobs["train"] == len(tiny_run[2]["models"]) and jobs["compare"] == 1
+    assert jobs["baseline"] == len(tiny_run[2]["baselines"])
 
 
 @pytest.mark.slow
@@ -305,6 +312,7 @@ def test_readme_crack_examples_are_valid_configs():
 
 def test_schema_choices_match_the_model_cli():
     """The enums of the models/evaluation sections are the `model` package's registries."""
+    from model.baselines import METHODS
     from model.data import REFERENCES, SUBSETS
     from model.losses import LOSSES
     from model.nets import ARCHITECTURES
@@ -314,5 +322,7 @@ def test_schema_choices_match_the_model_cli():
     assert set(model["arch"]["enum"]) == set(ARCHITECTURES)
     assert set(model["loss"]["enum"]) == set(LOSSES)
     assert set(model["reference"]["enum"]) == set(REFERENCES)
+    baseline = schema["properties"]["baselines"]["items"]["properties"]
+    assert set(baseline["method"]["enum"]) == set(METHODS)
     subset = schema["properties"]["evaluation"]["properties"]["subset"]
     assert set(subset["enum"]) == set(SUBSETS)

@@ -12,11 +12,12 @@ from snakemake.exceptions import WorkflowError
 # ---------------------------------------------------------------- config checks
 def check_config(config):
     """Cross-field checks that JSON schema cannot state; each error names the key."""
-    names = [m["name"] for m in config["models"]]
+    names = [m["name"] for m in config["models"] + config.get("baselines", [])]
     duplicated = sorted({n for n in names if names.count(n) > 1})
     if duplicated:
         raise WorkflowError(
-            f"config: models[].name must be unique, repeated: {', '.join(duplicated)}"
+            "config: models[].name and baselines[].name must be unique (one results/eval/NAME "
+            f"each), repeated: {', '.join(duplicated)}"
         )
     fractions = config["split"]["fractions"]
     if abs(sum(fractions) - 1.0) > 1e-6:
@@ -46,12 +47,15 @@ SAMPLES = config["dataset"]["samples"]
 SHARD_SIZE = config["dataset"]["shard_size"]
 SHARDS = [f"{i:04d}" for i in range(math.ceil(SAMPLES / SHARD_SIZE))]
 MODELS = {m["name"]: m for m in config["models"]}
+BASELINES = {b["name"]: b for b in config.get("baselines", [])}
+SCORED = [*MODELS, *BASELINES]  # every row of the comparison, in config order
 
 
 wildcard_constraints:
     shard=r"\d{4}",
     sample=r"\d+",
     model="|".join(re.escape(name) for name in MODELS),
+    baseline="|".join(re.escape(name) for name in BASELINES) or "(?!)",
 
 
 def shard_range(wildcards):
@@ -89,6 +93,8 @@ TRAIN_OPTIONS = {
     "weight_decay": "--weight-decay",
     "loss": "--loss",
     "huber_delta": "--huber-delta",
+    "bce_weight": "--bce-weight",
+    "dice_weight": "--dice-weight",
     "scheduler": "--scheduler",
     "patience": "--patience",
     "seed": "--seed",
@@ -136,6 +142,15 @@ def evaluate_input(wildcards):
     }
 
 
+def baseline_flags(wildcards):
+    """`python -m model baseline` options of one configured baseline (its method first)."""
+    b = BASELINES[wildcards.baseline]
+    flags = [b["method"]]
+    if b.get("grid"):
+        flags.append(f"--grid {shlex.quote(json.dumps(b['grid']))}")
+    return " ".join(flags)
+
+
 # ---------------------------------------------------------------- final targets
 def get_final_output():
     """Everything `snakemake` with no target builds."""
@@ -145,7 +160,7 @@ def get_final_output():
         *expand("results/data/summary/shard-{shard}.txt", shard=SHARDS),
         "results/split/split.json",
         *expand("results/models/{model}/history.csv", model=MODELS),
-        *expand("results/eval/{model}/metrics.json", model=MODELS),
+        *expand("results/eval/{model}/metrics.json", model=SCORED),
         "results/compare/table.csv",
         "results/compare/table.md",
         "results/compare/iou_vs_crack_size.png",

@@ -1,4 +1,5 @@
-# Evaluation of each trained model on the configured subset: predictions, metrics, Table 1.
+# Evaluation of each trained model on the configured subset: predictions, metrics, Table 1;
+# the classical baselines (no training) write the same files.
 
 
 rule evaluate:
@@ -38,4 +39,50 @@ rule evaluate:
     shell:
         "python -m model evaluate --data {input.data} --labels {input.labels}"
         " --split {input.split} --checkpoint {input.checkpoint} --out-dir {params.out_dir}"
+        " --subset {params.subset} --size-thresholds {params.thresholds} > {log} 2>&1"
+
+
+rule baseline:
+    """A classical damage-imaging baseline: grid search on val, scored on the subset."""
+    input:
+        data=SHARD_FILES,
+        labels=LABEL_FILES,
+        split="results/split/split.json",
+        pristine="results/data/pristine.nc",
+    output:
+        predictions="results/eval/{baseline}/predictions.nc",
+        metrics="results/eval/{baseline}/metrics.json",
+        table_csv="results/eval/{baseline}/table1.csv",
+        table_md=report(
+            "results/eval/{baseline}/table1.md",
+            caption="../report/table1.rst",
+            category="4. Evaluation",
+            subcategory="{baseline}",
+        ),
+        figures=report(
+            directory("results/eval/{baseline}/figures"),
+            patterns=["{name}.png"],
+            caption="../report/eval_figures.rst",
+            category="4. Evaluation",
+            subcategory="{baseline}",
+        ),
+    params:
+        flags=baseline_flags,
+        out_dir=subpath(output.metrics, parent=True),
+        subset=config["evaluation"]["subset"],
+        thresholds=" ".join(str(t) for t in config["evaluation"]["size_thresholds"]),
+    log:
+        "logs/evaluate/{baseline}.log",
+    benchmark:
+        "benchmarks/evaluate/{baseline}.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    conda:
+        "../../envs/crackpoint.yaml"
+    shell:
+        "OMP_NUM_THREADS={threads} python -m model baseline {params.flags}"
+        " --data {input.data} --labels {input.labels} --split {input.split}"
+        " --pristine {input.pristine} --out-dir {params.out_dir} --name {wildcards.baseline}"
         " --subset {params.subset} --size-thresholds {params.thresholds} > {log} 2>&1"

@@ -1,11 +1,13 @@
-# The comparison over all models (one table, IoU vs crack size, loss curves) and sample figures.
+# The comparison over all models and baselines (one table, IoU vs crack size, loss curves)
+# and sample figures.
 
 
 rule compare:
+    """One table over every trained model and baseline (`python -m model compare`)."""
     input:
-        metrics=expand("results/eval/{model}/metrics.json", model=MODELS),
-        tables=expand("results/eval/{model}/table1.csv", model=MODELS),
-        predictions=expand("results/eval/{model}/predictions.nc", model=MODELS),
+        metrics=expand("results/eval/{model}/metrics.json", model=SCORED),
+        tables=expand("results/eval/{model}/table1.csv", model=SCORED),
+        predictions=expand("results/eval/{model}/predictions.nc", model=SCORED),
         histories=expand("results/models/{model}/history.csv", model=MODELS),
     output:
         table_csv="results/compare/table.csv",
@@ -25,7 +27,8 @@ rule compare:
             category="5. Comparison",
         ),
     params:
-        models=list(MODELS),
+        eval_dirs=expand("results/eval/{model}", model=SCORED),
+        out_dir=subpath(output.table_csv, parent=True),
     log:
         "logs/report/compare.log",
     benchmark:
@@ -36,8 +39,9 @@ rule compare:
         runtime=10,
     conda:
         "../../envs/crackpoint.yaml"
-    script:
-        "../scripts/compare.py"
+    shell:
+        "python -m model compare --eval-dirs {params.eval_dirs}"
+        " --histories {input.histories} --out-dir {params.out_dir} > {log} 2>&1"
 
 
 rule sample_figures:
