@@ -8,12 +8,14 @@ scheduler (tests/test_slurm.py, bench/scale.py, or by hand).
     python3 workflow/scripts/slurm_local.py down     # stop the daemons `up` started, remove its files
 
 `up` needs root and Debian/Ubuntu: it runs `apt-get install -y slurm-wlm munge` when a daemon
-is missing, creates a munge key when there is none, starts `munged` (as the munge user) unless
-one already answers, writes `slurm.conf` into the state directory (one node = this machine,
-one default partition `local`, no accounting database, no cgroups), links it to
-/etc/slurm/slurm.conf when that file does not exist, starts `slurmctld` and `slurmd` in the
-foreground of their own sessions, and waits until `sinfo` shows the node idle. The PIDs and
-every path it created go to `<state dir>/state.json`.
+is missing, creates a munge key when there is none, starts its own `munged` (as the munge
+user, on a socket of its own under /run), writes `slurm.conf` into the state directory (one
+node = this machine, one default partition `local`, the first free pair of ports from 6817,
+no accounting database, no cgroups), links it to /etc/slurm/slurm.conf when that file does
+not exist, starts `slurmctld` and `slurmd` in the foreground of their own sessions, and waits
+until `sinfo` shows the node idle. The PIDs and every path it created go to
+`<state dir>/state.json`. Clusters of different state directories are independent (own
+ports, own munged), so two test sessions on one machine do not collide.
 
 `down` cancels the jobs left on this cluster, stops exactly the recorded PIDs (SIGTERM, then
 SIGKILL after 10 s; a PID whose command line is no longer the daemon is left alone) and
@@ -38,16 +40,17 @@ import socket
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 
 DEFAULT_STATE_DIR = Path(os.environ.get("CRACKPOINT_SLURM_DIR", "/tmp/crackpoint-slurm"))
 PARTITION = "local"
-CTLD_PORT, SLURMD_PORT = 6817, 6818
+FIRST_PORT = 6817     # slurmctld, slurmd on the next port; +2 until both are free
 PACKAGES = ("slurm-wlm", "munge")
 DAEMONS = ("munged", "slurmctld", "slurmd")
 ETC_CONF = Path("/etc/slurm/slurm.conf")
 MUNGE_KEY = Path("/etc/munge/munge.key")
-MUNGE_RUN = Path("/run/munge")
+MUNGE_RUN = Path("/run")  # munged's socket dir: /run/crackpoint-munge-<hash of the state dir>
 IDLE_TIMEOUT = 90  # s for the node to register and show idle
 SBIN = ("/usr/sbin", "/usr/bin", "/sbin", "/bin")
 
@@ -100,12 +103,13 @@ class State:
 
 
 def pid_is(pid: int, name: str) -> bool:
-    """True when `pid` is alive and its command line names `name` (guards against reuse)."""
+    """True when `pid` is alive (not a zombie) and is the program `name` (guards against reuse)."""
     try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        comm = Path(f"/proc/{pid}/comm").read_text().strip()
     except OSError:
         return False
-    return any(Path(part.decode(errors="replace")).name == name for part in cmdline[:2])
+    return stat.rsplit(")", 1)[1].split()[0] != "Z" and comm == name[:15]
 
 
 def port_open(port: int) -> bool:
@@ -142,21 +146,21 @@ def ensure_installed(state: State) -> None:
         raise CannotRun(f"{', '.join(still)} still missing after apt-get install")
 
 
-def munge_works() -> bool:
+def munge_works(sock: Path) -> bool:
     if which("munge") is None or which("unmunge") is None:
         return False
     try:
-        cred = run([which("munge"), "-n"], timeout=5)
+        cred = run([which("munge"), "-n", "-S", str(sock)], timeout=5)
         if cred.returncode != 0:
             return False
-        check = subprocess.run([which("unmunge")], input=cred.stdout, text=True,
+        check = subprocess.run([which("unmunge"), "-S", str(sock)], input=cred.stdout, text=True,
                                capture_output=True, timeout=5)
         return check.returncode == 0
     except (OSError, subprocess.TimeoutExpired):
         return False
 
 
-def start(state: State, name: str, cmd: list[str], **popen) -> int:
+def start(state: State, name: str, cmd: list[str], **popen) -> subprocess.Popen:
     out = open(state.dir / "log" / f"{name}.out", "ab")
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                             start_new_session=True, close_fds=True, **popen)
@@ -164,13 +168,10 @@ def start(state: State, name: str, cmd: list[str], **popen) -> int:
     state.data["pids"][name] = proc.pid
     state.save()
     log(f"started {name} (PID {proc.pid})")
-    return proc.pid
+    return proc
 
 
 def start_munge(state: State) -> None:
-    if munge_works():
-        log("munged already answers: using it")
-        return
     try:
         munge = pwd.getpwnam("munge")
     except KeyError:
@@ -183,21 +184,22 @@ def start_munge(state: State) -> None:
         log(f"created {MUNGE_KEY}")
     os.chown(MUNGE_KEY, munge.pw_uid, munge.pw_gid)
     os.chmod(MUNGE_KEY, 0o400)
-    if not MUNGE_RUN.is_dir():
-        MUNGE_RUN.mkdir(mode=0o755, parents=True)
-        state.created(MUNGE_RUN)
-    os.chown(MUNGE_RUN, munge.pw_uid, munge.pw_gid)
-    for path in (Path("/var/log/munge"), Path("/var/lib/munge")):
-        if not path.is_dir():
-            path.mkdir(mode=0o700, parents=True)
-            os.chown(path, munge.pw_uid, munge.pw_gid)
-            state.created(path)
-    pid = start(state, "munged", [which("munged"), "--foreground", "--force"],
+    rundir = MUNGE_RUN / f"crackpoint-munge-{zlib.crc32(str(state.dir).encode()):08x}"
+    if not rundir.is_dir():
+        rundir.mkdir(mode=0o755, parents=True)
+        state.created(rundir)
+    os.chown(rundir, munge.pw_uid, munge.pw_gid)
+    sock = rundir / "munge.socket.2"
+    state.data["munge_socket"] = str(sock)
+    proc = start(state, "munged", [which("munged"), "--foreground", "--force", f"--socket={sock}",
+                                  f"--pid-file={rundir}/munged.pid",
+                                  f"--seed-file={rundir}/munged.seed",
+                                  f"--log-file={rundir}/munged.log"],
                 user=munge.pw_uid, group=munge.pw_gid, extra_groups=[])
     for _ in range(50):
-        if munge_works():
+        if munge_works(sock):
             return
-        if not pid_is(pid, "munged"):
+        if proc.poll() is not None:
             break
         time.sleep(0.2)
     raise CannotRun(f"munged did not start: {tail(state.dir / 'log' / 'munged.out')}")
@@ -227,10 +229,11 @@ def write_conf(state: State) -> None:
 ClusterName=crackpoint-local
 SlurmctldHost={host}(127.0.0.1)
 SlurmUser=root
-SlurmctldPort={CTLD_PORT}
-SlurmdPort={SLURMD_PORT}
+SlurmctldPort={state.data["ports"][0]}
+SlurmdPort={state.data["ports"][1]}
 AuthType=auth/munge
 CredType=cred/munge
+AuthInfo=socket={state.data["munge_socket"]}
 StateSaveLocation={d}/ctld
 SlurmdSpoolDir={d}/spool
 SlurmctldPidFile={d}/slurmctld.pid
@@ -302,9 +305,12 @@ def up(state: State) -> None:
     if os.geteuid() != 0:
         raise CannotRun("needs root (SlurmUser=root, munge key, apt-get)")
     ensure_installed(state)
-    busy = [p for p in (CTLD_PORT, SLURMD_PORT) if port_open(p)]
-    if busy:
-        raise CannotRun(f"port(s) {busy} already in use: another SLURM runs here; use it or stop it")
+    port = FIRST_PORT
+    while port_open(port) or port_open(port + 1):
+        port += 2
+        if port > FIRST_PORT + 200:
+            raise CannotRun(f"no two free ports in {FIRST_PORT}..{port}")
+    state.data["ports"] = [port, port + 1]
     if not state.dir.is_dir():
         state.dir.mkdir(parents=True)
         state.created(state.dir)
@@ -315,15 +321,18 @@ def up(state: State) -> None:
         start_munge(state)
         write_conf(state)
         env = state.env()
-        start(state, "slurmctld", [which("slurmctld"), "-D", "-i", "-f", str(state.conf)], env=env)
-        start(state, "slurmd", [which("slurmd"), "-D", "-f", str(state.conf)], env=env)
+        procs = {"slurmctld": start(state, "slurmctld", [which("slurmctld"), "-D", "-i", "-f",
+                                                         str(state.conf)], env=env)}
+        procs["slurmd"] = start(state, "slurmd", [which("slurmd"), "-D", "-f", str(state.conf)],
+                                env=env)
         deadline = time.monotonic() + IDLE_TIMEOUT
         seen = ""
         while time.monotonic() < deadline:
-            for name in ("slurmctld", "slurmd"):
-                if not pid_is(state.data["pids"][name], name):
-                    raise CannotRun(f"{name} exited: {tail(state.dir / 'log' / (name + '.log'))}"
-                                    f" {tail(state.dir / 'log' / (name + '.out'))}")
+            for name, proc in procs.items():
+                if proc.poll() is not None:
+                    raise CannotRun(f"{name} exited with status {proc.returncode}: "
+                                    f"{tail(state.dir / 'log' / (name + '.log'))} "
+                                    f"{tail(state.dir / 'log' / (name + '.out'))}")
             seen = node_state(state)
             if seen.rstrip("*") == "idle":
                 log(f"up: node {state.data['node']} idle, partition {PARTITION}, "

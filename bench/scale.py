@@ -1,0 +1,257 @@
+"""Scaling benchmark: simulation workers, SLURM overhead per job, training memory at scale.
+
+    python bench/scale.py [--json] [--only sim,slurm,rss] [--slurm-up] [--rss-budget-mib 1024]
+
+Prints one line per measurement and, with ``--json``, one JSON object as the last line.
+How each figure is measured:
+
+- ``sim_samples_per_s_1``, ``sim_samples_per_s_2``, ``sim_speedup``: wall time of
+  ``python -m dlem simulate --samples 0:N --workers W --quiet`` on the ``simulation:`` section
+  of workflow/config/default.yaml (N = ``--sim-samples``, 240 = the default dataset), after
+  one untimed 1-sample run that fills numba's on-disk cache; best of ``--repeat`` runs, W = 1
+  and 2 interleaved. The wall time includes the process start and the per-config set-up;
+  ``sim_startup_s`` is the wall time of a 1-sample run. ``load_avg`` says how busy the
+  (shared) machine was.
+- ``slurm_overhead_s_per_job``: a DAG of ``--slurm-jobs`` K trivial jobs (`echo > file`) run
+  by snakemake locally (``--cores 2``) and through ``--profile workflow/profiles/slurm
+  --profile workflow/profiles/slurm-local`` on the throwaway cluster of
+  workflow/scripts/slurm_local.py; (slurm - local wall time) / K. Needs that cluster up
+  (``--slurm-up`` brings it up and down); otherwise null with the reason.
+- ``train_peak_rss_mib``: peak resident memory (``os.wait4`` rusage of the process) of
+  ``python -m model train --epochs 1`` over simulated shards whose training subset holds
+  ``--rss-factor`` x ``--rss-budget-mib`` of float32 wavefields (2000 x 81 x 2 x 4 B per sample).
+  The data are real solver output on a 24-node-wide lattice (the wavefield's size does not
+  depend on the lattice), ``--shard-size`` samples per shard, split 0.9/0.05/0.05; the network
+  is MicroCrackPointNet shrunk by ``--arch-kwargs`` so the epoch is dominated by reading, not
+  by convolutions. ``train_peak_rss_mib_chunk_cache`` repeats the epoch in-process after
+  ``netCDF4.set_chunk_cache(--chunk-cache-mib)``: netCDF-C keeps a chunk cache (64 MiB by
+  default) per variable per open file, and the training Dataset keeps every shard open.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SLURM_LOCAL = ROOT / "workflow" / "scripts" / "slurm_local.py"
+PROFILES = ["--profile", str(ROOT / "workflow" / "profiles" / "slurm"),
+            "--profile", str(ROOT / "workflow" / "profiles" / "slurm-local")]
+SAMPLE_BYTES = 2000 * 81 * 2 * 4   # one float32 wavefield (time, sensor, component)
+MIB = 1 << 20
+SMALL_NET = {"input_pool": 50, "filters": [4, 4], "time_conv_channels": 4,
+             "grid_conv_channels": [4, 4], "dense_units": [4], "attention": "none"}
+TRIVIAL_SNAKEFILE = """\
+rule all:
+    input: expand("out/{{i}}.txt", i=range({jobs}))
+
+rule trivial:
+    output: "out/{{i}}.txt"
+    threads: 1
+    resources: mem_mb=100, runtime=5
+    shell: "echo {{wildcards.i}} > {{output}}"
+"""
+
+
+def load_avg() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def timed(cmd: list, env: dict | None = None, cwd: Path | None = None) -> tuple[float, int]:
+    """(wall seconds, peak RSS in MiB) of one subprocess; raises with its output on failure."""
+    tic = time.perf_counter()
+    proc = subprocess.Popen([str(c) for c in cmd], cwd=cwd, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    seconds = time.perf_counter() - tic
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(map(str, cmd))} failed ({proc.returncode}):\n{out[-3000:]}")
+    return seconds, usage.ru_maxrss // 1024  # ru_maxrss is in KiB on Linux
+
+
+def simulation_config(path: Path, nodes_x: int | None = None) -> Path:
+    simulation = yaml.safe_load((ROOT / "workflow" / "config" / "default.yaml").read_text())["simulation"]
+    if nodes_x is not None:
+        simulation["lattice"]["nodes_x"] = nodes_x
+    path.write_text(yaml.safe_dump(simulation, sort_keys=False))
+    return path
+
+
+# ---------------------------------------------------------------- simulation workers
+def bench_simulation(work: Path, samples: int, repeat: int) -> dict:
+    config = simulation_config(work / "simulation.yaml")
+    out = work / "sim.nc"
+
+    def simulate(n: int, workers: int) -> float:
+        return timed([sys.executable, "-m", "dlem", "simulate", "--config", config, "--out", out,
+                      "--samples", f"0:{n}", "--workers", workers, "--quiet"])[0]
+
+    simulate(1, 1)  # numba's on-disk cache
+    startup = simulate(1, 1)
+    load_before = load_avg()
+    best = {1: float("inf"), 2: float("inf")}
+    for _ in range(repeat):
+        for workers in (1, 2):
+            best[workers] = min(best[workers], simulate(samples, workers))
+    out.unlink(missing_ok=True)
+    rate = {w: samples / s for w, s in best.items()}
+    result = {"sim_samples": samples, "sim_seconds_1": round(best[1], 2),
+              "sim_seconds_2": round(best[2], 2), "sim_samples_per_s_1": round(rate[1], 2),
+              "sim_samples_per_s_2": round(rate[2], 2), "sim_speedup": round(rate[2] / rate[1], 3),
+              "sim_startup_s": round(startup, 2), "load_avg": [load_before, load_avg()]}
+    print(f"simulate {samples} samples (default config): 1 worker {best[1]:.1f} s "
+          f"({rate[1]:.1f} samples/s), 2 workers {best[2]:.1f} s ({rate[2]:.1f} samples/s), "
+          f"speedup {rate[2] / rate[1]:.2f}x; start-up {startup:.1f} s; load avg {load_before}")
+    return result
+
+
+# ---------------------------------------------------------------- SLURM overhead
+def slurm_state(start: bool, work: Path) -> tuple[str | None, str | None, Path | None]:
+    """(SLURM_CONF, reason when none, state dir to take down afterwards)."""
+    status = subprocess.run([sys.executable, SLURM_LOCAL, "status"], capture_output=True, text=True)
+    if status.returncode == 0:
+        return status.stdout.split("SLURM_CONF=")[1].split()[0], None, None
+    if not start:
+        return None, "no SLURM cluster up (run workflow/scripts/slurm_local.py up, or pass --slurm-up)", None
+    state_dir = work / "slurm"
+    up = subprocess.run([sys.executable, SLURM_LOCAL, "up", "--state-dir", state_dir],
+                        capture_output=True, text=True)
+    if up.returncode != 0:
+        return None, up.stderr.strip().splitlines()[-1], None
+    return str(state_dir / "slurm.conf"), None, state_dir
+
+
+def bench_slurm(work: Path, jobs: int, start: bool) -> dict:
+    conf, reason, state_dir = slurm_state(start, work)
+    if conf is None:
+        print(f"SLURM overhead: not measured: {reason}")
+        return {"slurm_overhead_s_per_job": None, "slurm_reason": reason}
+    try:
+        env = dict(os.environ, SLURM_CONF=conf)
+        seconds = {}
+        for mode, flags in (("local", ["--cores", "2"]), ("slurm", PROFILES)):
+            d = work / f"trivial-{mode}"
+            d.mkdir()
+            (d / "Snakefile").write_text(TRIVIAL_SNAKEFILE.format(jobs=jobs))
+            seconds[mode] = timed([sys.executable, "-m", "snakemake", "--snakefile", d / "Snakefile",
+                                   "--directory", d, *flags], env=env, cwd=d)[0]
+    except RuntimeError as err:
+        logs = sorted((work / "trivial-slurm" / ".snakemake" / "slurm_logs").rglob("*.log"))
+        detail = " | ".join(p.read_text(errors="replace").strip()[-300:] for p in logs[:2])
+        print(f"SLURM overhead: the DAG failed: {err}\n{detail}")
+        return {"slurm_overhead_s_per_job": None,
+                "slurm_reason": f"the trivial DAG failed: {str(err).splitlines()[-1]} {detail}"}
+    finally:
+        if state_dir is not None:
+            subprocess.run([sys.executable, SLURM_LOCAL, "down", "--state-dir", state_dir],
+                           capture_output=True, text=True)
+    per_job = (seconds["slurm"] - seconds["local"]) / jobs
+    print(f"SLURM: {jobs} trivial jobs in {seconds['slurm']:.1f} s through the slurm profile, "
+          f"{seconds['local']:.1f} s locally: {per_job:.1f} s overhead per job "
+          f"(status polled every 2 s at first, slurm-local profile)")
+    return {"slurm_jobs": jobs, "slurm_seconds": round(seconds["slurm"], 1),
+            "slurm_local_seconds": round(seconds["local"], 1),
+            "slurm_overhead_s_per_job": round(per_job, 2)}
+
+
+# ---------------------------------------------------------------- training memory
+def make_dataset(data: Path, samples: int, shard_size: int) -> tuple[list[Path], list[Path], Path]:
+    """Simulated shards, their labels and a 0.9/0.05/0.05 split under `data` (reused if there)."""
+    data.mkdir(parents=True, exist_ok=True)
+    config = simulation_config(data / "simulation.yaml", nodes_x=24)
+    shards, labels = [], []
+    for i, start in enumerate(range(0, samples, shard_size)):
+        shard, label = data / f"shard-{i:04d}.nc", data / f"labels-{i:04d}.nc"
+        stop = min(start + shard_size, samples)
+        if not shard.is_file():
+            timed([sys.executable, "-m", "dlem", "simulate", "--config", config, "--out", shard,
+                   "--samples", f"{start}:{stop}", "--workers", 2, "--quiet"])
+        if not label.is_file():
+            timed([sys.executable, "-m", "model", "labels", shard, "--out", label])
+        shards.append(shard)
+        labels.append(label)
+    split = data / f"split-{samples}.json"
+    timed([sys.executable, "-m", "model", "split", "--labels", *labels, "--out", split,
+           "--fractions", 0.9, 0.05, 0.05])
+    return shards, labels, split
+
+
+def bench_rss(work: Path, budget_mib: int, factor: float, shard_size: int, chunk_cache_mib: int,
+              data_dir: Path | None) -> dict:
+    train_samples = int(-(-factor * budget_mib * MIB // SAMPLE_BYTES))
+    samples = int(-(-train_samples // 0.9)) + 1
+    data = data_dir or work / "data"
+    tic = time.perf_counter()
+    shards, labels, split = make_dataset(data, samples, shard_size)
+    n_train = len(json.loads(split.read_text())["train"])
+    print(f"dataset: {samples} samples in {len(shards)} shards ({samples * SAMPLE_BYTES / MIB:.0f} MiB "
+          f"of wavefields, {sum(p.stat().st_size for p in shards) / MIB:.0f} MiB on disk), "
+          f"{n_train} for training ({n_train * SAMPLE_BYTES / MIB:.0f} MiB = "
+          f"{n_train * SAMPLE_BYTES / MIB / budget_mib:.1f}x the {budget_mib} MiB budget); "
+          f"made in {time.perf_counter() - tic:.0f} s")
+    args = ["train", "--data", *map(str, shards), "--labels", *map(str, labels), "--split", str(split),
+            "--epochs", "1", "--batch-size", "32", "--no-progress", "--device", "cpu",
+            "--arch-kwargs", json.dumps(SMALL_NET)]
+    env = dict(os.environ, OMP_NUM_THREADS="2")
+    seconds, rss = timed([sys.executable, "-m", "model", *args, "--out-dir", work / "model-a"], env=env)
+    print(f"one epoch as shipped: {seconds:.0f} s, peak RSS {rss} MiB "
+          f"({'within' if rss <= budget_mib else 'OVER'} the {budget_mib} MiB budget)")
+    capped = (f"import sys, netCDF4; netCDF4.set_chunk_cache({chunk_cache_mib * MIB}); "
+              f"from model.cli import main; sys.exit(main(sys.argv[1:]))")
+    seconds_c, rss_c = timed([sys.executable, "-c", capped, *args, "--out-dir", work / "model-b"], env=env)
+    print(f"one epoch with a {chunk_cache_mib} MiB netCDF chunk cache: {seconds_c:.0f} s, "
+          f"peak RSS {rss_c} MiB ({'within' if rss_c <= budget_mib else 'OVER'} the budget)")
+    return {"rss_budget_mib": budget_mib, "dataset_samples": samples, "dataset_shards": len(shards),
+            "train_samples": n_train, "train_data_mib": round(n_train * SAMPLE_BYTES / MIB),
+            "train_data_over_budget": round(n_train * SAMPLE_BYTES / MIB / budget_mib, 2),
+            "train_epoch_s": round(seconds, 1), "train_peak_rss_mib": rss,
+            "train_within_budget": rss <= budget_mib,
+            "chunk_cache_mib": chunk_cache_mib, "train_peak_rss_mib_chunk_cache": rss_c,
+            "train_within_budget_chunk_cache": rss_c <= budget_mib}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--json", action="store_true", help="print the JSON summary as the last line")
+    p.add_argument("--only", default="sim,slurm,rss", help="comma-separated parts to run")
+    p.add_argument("--sim-samples", type=int, default=240, help="samples per simulation timing")
+    p.add_argument("--repeat", type=int, default=2, help="simulation timings per worker count (best kept)")
+    p.add_argument("--slurm-jobs", type=int, default=8, help="trivial jobs in the SLURM DAG")
+    p.add_argument("--slurm-up", action="store_true",
+                   help="bring the throwaway SLURM up (and down afterwards) when none is up")
+    p.add_argument("--rss-budget-mib", type=int, default=1024, help="memory budget of one epoch")
+    p.add_argument("--rss-factor", type=float, default=4.0, help="training data / budget")
+    p.add_argument("--shard-size", type=int, default=250, help="samples per shard (paper: 250)")
+    p.add_argument("--chunk-cache-mib", type=int, default=4, help="netCDF chunk cache of the capped run")
+    p.add_argument("--data-dir", type=Path, help="keep (and reuse) the RSS dataset here")
+    args = p.parse_args(argv)
+    parts = set(args.only.split(","))
+    summary = {"cpus": os.cpu_count(), "load_avg_start": load_avg()}
+    with tempfile.TemporaryDirectory(prefix="crackpoint-scale-") as tmp:
+        work = Path(tmp)
+        if "sim" in parts:
+            summary.update(bench_simulation(work, args.sim_samples, args.repeat))
+        if "slurm" in parts:
+            summary.update(bench_slurm(work, args.slurm_jobs, args.slurm_up))
+        if "rss" in parts:
+            summary.update(bench_rss(work, args.rss_budget_mib, args.rss_factor, args.shard_size,
+                                     args.chunk_cache_mib, args.data_dir))
+    summary["load_avg_end"] = load_avg()
+    if args.json:
+        print(json.dumps(summary))
+    return summary
+
+
+if __name__ == "__main__":
+    main()
