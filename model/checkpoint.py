@@ -1,7 +1,8 @@
 """Training checkpoints: atomic save, checked load, and rebuilding the model they hold.
 
 A checkpoint is a dict of tensors and plain Python values (loadable with
-`torch.load(weights_only=True)`): `config` (training options), `arch`, `hyperparameters`,
+`torch.load(weights_only=True)`): `config` (training options), `arch`, `target` ("box" or
+"mask"; absent in checkpoints from before mask models, meaning "box"), `hyperparameters`,
 `stats` (normalisation mean/std per component, m), `reference` (pristine wavefield or None),
 `model`, `best_model`, `optimizer`, `scheduler`, `rng`, `epoch` (completed), `history`,
 `early_stopping`, `finished`, `params`.

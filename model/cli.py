@@ -153,15 +153,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _json_object(text: str, flag: str) -> dict:
+    """The JSON object given to `flag`; DataError naming the flag otherwise."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise DataError(f"{flag} is not valid JSON: {err}") from err
+    if not isinstance(value, dict):
+        raise DataError(f"{flag} must be a JSON object, got {text!r}")
+    return value
+
+
 def _run_train(args: argparse.Namespace) -> None:
     from model.train import TrainConfig, train
 
-    try:
-        arch_kwargs = json.loads(args.arch_kwargs)
-    except json.JSONDecodeError as err:
-        raise DataError(f"--arch-kwargs is not valid JSON: {err}") from err
-    if not isinstance(arch_kwargs, dict):
-        raise DataError(f"--arch-kwargs must be a JSON object, got {args.arch_kwargs!r}")
+    arch_kwargs = _json_object(args.arch_kwargs, "--arch-kwargs")
     if args.reference == "subtract" and not args.pristine and not args.resume:
         raise DataError("--reference subtract needs --pristine PRISTINE.nc")
     config = TrainConfig(
@@ -190,15 +196,10 @@ def _run_evaluate(args: argparse.Namespace) -> None:
 def _run_baseline(args: argparse.Namespace) -> None:
     from model.baselines.run import run_baseline
 
-    try:
-        grid = json.loads(args.grid)
-    except json.JSONDecodeError as err:
-        raise DataError(f"--grid is not valid JSON: {err}") from err
-    if not isinstance(grid, dict):
-        raise DataError(f"--grid must be a JSON object, got {args.grid!r}")
     result = run_baseline(args.method, args.data, args.labels, args.split, args.pristine,
                           args.out_dir, subset=args.subset, search_subset=args.search_subset,
-                          thresholds=args.size_thresholds, grid=grid, name=args.name)
+                          thresholds=args.size_thresholds,
+                          grid=_json_object(args.grid, "--grid"), name=args.name)
     print(json.dumps({"hyperparameters": result["hyperparameters"],
                       **{k: result[k] for k in ("count", "IoU", "Purity", "Integrity", "pixel_IoU")}}))
 
