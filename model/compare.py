@@ -154,7 +154,7 @@ def plot_iou_vs_size(models: list[str], eval_dirs: list[Path], out: Path,
     """Mean IoU per crack-size bin (equal widths over the evaluated sizes), one line a model."""
     per_model = {m: _per_sample(d / "predictions.nc") for m, d in zip(models, eval_dirs)}
     sizes = np.concatenate([s for s, _ in per_model.values()])
-    fig, ax = plt.subplots(figsize=(6.8, 4.4), constrained_layout=True)
+    fig, ax = plt.subplots(figsize=(8.4, 4.4), constrained_layout=True)
     if sizes.size:
         lo, hi = float(sizes.min()), float(sizes.max())
         edges = np.linspace(lo, hi if hi > lo else lo + 1e-9, bins + 1)
@@ -169,7 +169,7 @@ def plot_iou_vs_size(models: list[str], eval_dirs: list[Path], out: Path,
             ax.annotate(f"n={n}", (c * 1e3, 0.98), ha="center", va="top", fontsize=7, color="0.4")
     ax.set(xlabel="crack size (total length) [mm]", ylabel="mean IoU of the box", ylim=(0, 1),
            title="IoU against crack size (binned means, same test samples for every model)")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     _save(fig, out)
 
 
