@@ -9,6 +9,7 @@ Called by the `overview` rule (`script:`); reads only workflow outputs, computes
 import json
 import os
 import sys
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -103,7 +104,7 @@ def overview(shards: list[Path], predictions: dict[str, Path], out: Path) -> Non
     palette = ["tab:red", "tab:purple", "tab:cyan", "tab:brown", "tab:olive"]
     colours = {"true box": "tab:green"}
     colours.update({m: palette[k % len(palette)] for k, m in enumerate(preds)})
-    fig, axes = plt.subplots(len(picks), 2, figsize=(11, 3.6 * len(picks)),
+    fig, axes = plt.subplots(len(picks), 2, figsize=(11, 3.8 * len(picks)),
                              gridspec_kw={"width_ratios": [1, 1.6]}, squeeze=False,
                              constrained_layout=True)
     for row, (title, sample) in enumerate(picks):
@@ -114,9 +115,9 @@ def overview(shards: list[Path], predictions: dict[str, Path], out: Path) -> Non
             boxes[m] = p["pred_box"].sel(sample=sample).values
             ious.append(f"{m} {float(p['iou'].sel(sample=sample)):.2f}")
         draw_plate(axes[row, 0], ds, boxes, colours)
-        axes[row, 0].set_title(
-            f"sample {sample} ({title}), crack {1e3 * float(ds['crack_size']):.1f} mm\n"
-            f"IoU: {', '.join(ious)}", fontsize=9)
+        header = f"sample {sample} ({title}), crack {1e3 * float(ds['crack_size']):.1f} mm"
+        axes[row, 0].set_title("\n".join([header, *textwrap.wrap("IoU: " + ", ".join(ious), 48)]),
+                               fontsize=9)
         draw_traces(axes[row, 1], ds)
     axes[0, 0].legend(fontsize=7, loc="upper right", framealpha=0.8)
     fig.suptitle("crackpoint: 9x9 sensor traces in, crack key-point boxes out "
