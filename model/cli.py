@@ -22,13 +22,16 @@ from model.nets import ARCHITECTURES
 FORMATTER = argparse.ArgumentDefaultsHelpFormatter
 
 
-def _add_data_args(parser: argparse.ArgumentParser) -> None:
+def _add_data_args(parser: argparse.ArgumentParser, network: bool = True) -> None:
+    """--data, --labels, --split; with `network`, also where and how a network runs."""
     parser.add_argument("--data", nargs="+", required=True, metavar="SHARD.nc",
                         help="simulation shards (docs/data-format.md) holding the wavefields")
     parser.add_argument("--labels", nargs="+", required=True, metavar="LABELS.nc",
                         help="key-point label files written by `python -m model labels`")
     parser.add_argument("--split", required=True, metavar="SPLIT.json",
                         help="train/val/test split written by `python -m model split`")
+    if not network:
+        return
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                         help="where to run the network; auto = CUDA when available")
     parser.add_argument("--workers", type=int, default=0,
@@ -126,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("method", choices=METHODS,
                    help="rapid: correlation damage indices on elliptical paths; das: "
                         "delay-and-sum of the scattered field's envelopes")
-    _add_data_args(p)
+    _add_data_args(p, network=False)
     p.add_argument("--pristine", required=True, metavar="PRISTINE.nc",
                    help="pristine reference file (one uncracked sample)")
     p.add_argument("--out-dir", required=True, help="folder for the evaluation outputs")
