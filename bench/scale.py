@@ -10,8 +10,12 @@ How each figure is measured:
   of workflow/config/default.yaml (N = ``--sim-samples``, 240 = the default dataset), after
   one untimed 1-sample run that fills numba's on-disk cache; best of ``--repeat`` runs, W = 1
   and 2 interleaved. The wall time includes the process start and the per-config set-up;
-  ``sim_startup_s`` is the wall time of a 1-sample run. ``load_avg`` says how busy the
-  (shared) machine was.
+  ``sim_startup_s`` is the wall time of a 1-sample run. ``sim_cores_used_W`` is the CPU time
+  of the run (workers included) over its wall time: near W when the W workers each had a core,
+  lower when other work on the machine took them. ``load_avg`` says how busy it was.
+  ``sim_range_s_W`` and ``sim_range_speedup`` time the simulation alone
+  (``dlem.dataset.simulate_range``, in one fresh process) and ``sim_write_s`` the serial rest
+  (``to_dataset`` + ``write_atomic``: assembling and zlib-compressing the shard in the parent).
 - ``slurm_overhead_s_per_job``: a DAG of ``--slurm-jobs`` K trivial jobs (`echo > file`) run
   by snakemake locally (``--cores 2``) and through ``--profile workflow/profiles/slurm
   --profile workflow/profiles/slurm-local`` on the throwaway cluster of
@@ -52,6 +56,24 @@ SAMPLE_BYTES = 2000 * 81 * 2 * 4   # one float32 wavefield (time, sensor, compon
 MIB = 1 << 20
 SMALL_NET = {"input_pool": 50, "filters": [4, 4], "time_conv_channels": 4,
              "grid_conv_channels": [4, 4], "dense_units": [4], "attention": "none"}
+# The parts of one `dlem simulate` run, timed in a fresh process: simulate_range with 1 and 2
+# workers (after a 2-sample warm-up), then to_dataset + write_atomic (serial, in the parent).
+SIM_PARTS = """\
+import json, sys, time
+import numpy as np
+from dlem import config, dataset
+cfg, n, out = config.load(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+dataset.simulate_range(cfg, 0, 2, 1, progress=False)
+seconds = {}
+for w in (1, 2):
+    tic = time.perf_counter()
+    samples = dataset.simulate_range(cfg, 0, n, w, progress=False)
+    seconds[f"sim_range_s_{w}"] = round(time.perf_counter() - tic, 2)
+tic = time.perf_counter()
+dataset.write_atomic(dataset.to_dataset(cfg, samples, np.arange(n)), out)
+seconds["sim_write_s"] = round(time.perf_counter() - tic, 2)
+print(json.dumps(seconds))
+"""
 TRIVIAL_SNAKEFILE = """\
 rule all:
     input: expand("out/{{i}}.txt", i=range({jobs}))
@@ -68,8 +90,11 @@ def load_avg() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
-def timed(cmd: list, env: dict | None = None, cwd: Path | None = None) -> tuple[float, int]:
-    """(wall seconds, peak RSS in MiB) of one subprocess; raises with its output on failure."""
+def timed(cmd: list, env: dict | None = None, cwd: Path | None = None,
+          cpu: dict | None = None) -> tuple[float, int]:
+    """(wall seconds, peak RSS in MiB) of one subprocess; raises with its output on failure.
+    With `cpu`, its CPU seconds (user + system, its waited-for children included) go to
+    `cpu["s"]`."""
     tic = time.perf_counter()
     proc = subprocess.Popen([str(c) for c in cmd], cwd=cwd, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
@@ -77,6 +102,8 @@ def timed(cmd: list, env: dict | None = None, cwd: Path | None = None) -> tuple[
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     seconds = time.perf_counter() - tic
+    if cpu is not None:
+        cpu["s"] = usage.ru_utime + usage.ru_stime
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(map(str, cmd))} failed ({proc.returncode}):\n{out[-3000:]}")
     return seconds, usage.ru_maxrss // 1024  # ru_maxrss is in KiB on Linux
@@ -95,26 +122,42 @@ def bench_simulation(work: Path, samples: int, repeat: int) -> dict:
     config = simulation_config(work / "simulation.yaml")
     out = work / "sim.nc"
 
-    def simulate(n: int, workers: int) -> float:
-        return timed([sys.executable, "-m", "dlem", "simulate", "--config", config, "--out", out,
-                      "--samples", f"0:{n}", "--workers", workers, "--quiet"])[0]
+    def simulate(n: int, workers: int) -> tuple[float, float]:
+        cpu = {}
+        wall = timed([sys.executable, "-m", "dlem", "simulate", "--config", config, "--out", out,
+                      "--samples", f"0:{n}", "--workers", workers, "--quiet"], cpu=cpu)[0]
+        return wall, cpu["s"]
 
     simulate(1, 1)  # numba's on-disk cache
-    startup = simulate(1, 1)
+    startup = simulate(1, 1)[0]
     load_before = load_avg()
-    best = {1: float("inf"), 2: float("inf")}
+    best = {1: (float("inf"), 0.0), 2: (float("inf"), 0.0)}
     for _ in range(repeat):
         for workers in (1, 2):
             best[workers] = min(best[workers], simulate(samples, workers))
     out.unlink(missing_ok=True)
-    rate = {w: samples / s for w, s in best.items()}
-    result = {"sim_samples": samples, "sim_seconds_1": round(best[1], 2),
-              "sim_seconds_2": round(best[2], 2), "sim_samples_per_s_1": round(rate[1], 2),
+    parts = json.loads(subprocess.run([sys.executable, "-c", SIM_PARTS, str(config), str(samples),
+                                       str(work / "parts.nc")], check=True, capture_output=True,
+                                      text=True).stdout.splitlines()[-1])
+    rate = {w: samples / s for w, (s, _) in best.items()}
+    # CPU seconds per wall second: 2.0 means both workers had a core of their own all along
+    cores = {w: c / s for w, (s, c) in best.items()}
+    result = {"sim_samples": samples, "sim_seconds_1": round(best[1][0], 2),
+              "sim_seconds_2": round(best[2][0], 2), "sim_samples_per_s_1": round(rate[1], 2),
               "sim_samples_per_s_2": round(rate[2], 2), "sim_speedup": round(rate[2] / rate[1], 3),
-              "sim_startup_s": round(startup, 2), "load_avg": [load_before, load_avg()]}
-    print(f"simulate {samples} samples (default config): 1 worker {best[1]:.1f} s "
-          f"({rate[1]:.1f} samples/s), 2 workers {best[2]:.1f} s ({rate[2]:.1f} samples/s), "
-          f"speedup {rate[2] / rate[1]:.2f}x; start-up {startup:.1f} s; load avg {load_before}")
+              "sim_cpu_s_1": round(best[1][1], 2), "sim_cpu_s_2": round(best[2][1], 2),
+              "sim_cores_used_1": round(cores[1], 2), "sim_cores_used_2": round(cores[2], 2),
+              "sim_startup_s": round(startup, 2), **parts,
+              "sim_range_speedup": round(parts["sim_range_s_1"] / parts["sim_range_s_2"], 3),
+              "load_avg": [load_before, load_avg()]}
+    print(f"simulate {samples} samples (default config): 1 worker {best[1][0]:.1f} s "
+          f"({rate[1]:.1f} samples/s, {cores[1]:.2f} cores busy), 2 workers {best[2][0]:.1f} s "
+          f"({rate[2]:.1f} samples/s, {cores[2]:.2f} cores busy), speedup {rate[2] / rate[1]:.2f}x; "
+          f"start-up {startup:.1f} s; load avg {load_before}")
+    print(f"  of which simulating (dlem.dataset.simulate_range, in one process): 1 worker "
+          f"{parts['sim_range_s_1']:.1f} s, 2 workers {parts['sim_range_s_2']:.1f} s "
+          f"({result['sim_range_speedup']:.2f}x); assembling + writing the shard (one process, "
+          f"zlib): {parts['sim_write_s']:.1f} s")
     return result
 
 
