@@ -102,6 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stop-after", type=int, metavar="EPOCHS",
                    help="end this run after that many completed epochs (e.g. a job time "
                         "limit); continue later with --resume")
+    p.add_argument("--state", metavar="STATE.pt",
+                   help="keep the per-epoch training state here instead of OUT_DIR/checkpoint.pt "
+                        "and continue from it when it was written for the same options and "
+                        "input files (else start fresh); the finished checkpoint goes to OUT_DIR")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
 
     p = sub.add_parser("evaluate", formatter_class=FORMATTER, help="score a checkpoint",
@@ -180,7 +184,8 @@ def _run_train(args: argparse.Namespace) -> None:
         scheduler=args.scheduler, patience=args.patience, seed=args.seed, device=args.device,
         workers=args.workers, reference=args.reference)
     state = train(args.data, args.labels, args.split, args.out_dir, config, pristine=args.pristine,
-                  resume=args.resume, stop_after=args.stop_after, progress=not args.no_progress)
+                  resume=args.resume, stop_after=args.stop_after, progress=not args.no_progress,
+                  state_path=args.state)
     print(f"{args.out_dir}/checkpoint.pt: epoch {state['epoch']}, "
           f"finished={state['finished']}, params={state['params']}")
 

@@ -176,17 +176,47 @@ def _fit_closed_form(model, train_set, val_set, loss_fn, base: dict) -> dict:
             "finished": True}
 
 
+def input_stamp(paths: list[str]) -> list[list]:
+    """(path, size, mtime_ns) of each input file: a resumable state is only valid for them."""
+    stamps = []
+    for p in paths:
+        st = os.stat(p) if os.path.exists(p) else None     # a missing file is reported later
+        stamps.append([str(p), st and st.st_size, st and st.st_mtime_ns])
+    return stamps
+
+
+def matching_state(path: Path, config: TrainConfig, stamp: list[list]) -> dict | None:
+    """The training state at `path` if it was written for the same options and inputs."""
+    if not path.exists():
+        return None
+    state = load_checkpoint(path)
+    if state["config"] == asdict(config) and state.get("inputs") == stamp:
+        print(f"resuming from {path} after epoch {state['epoch']}", flush=True)
+        return state
+    print(f"{path} was written for other options or inputs; training from scratch", flush=True)
+    return None
+
+
 def train(data: list[str], labels: list[str], split: str, out_dir: str | os.PathLike,
           config: TrainConfig, pristine: str | None = None, resume: bool = False,
-          stop_after: int | None = None, progress: bool = True) -> dict:
+          stop_after: int | None = None, progress: bool = True,
+          state_path: str | os.PathLike | None = None) -> dict:
     """Train `config.arch` on the split's training samples; return the final checkpoint dict.
 
     `stop_after` ends this run after that many completed epochs (e.g. a job's time limit),
-    leaving a checkpoint that `resume=True` continues from.
+    leaving a checkpoint that `resume=True` continues from. With `state_path`, the per-epoch
+    state goes there instead of `out_dir/checkpoint.pt` and a run continues from it when it
+    was written for the same options and input files (a workflow can keep it while deleting
+    a failed job's outputs); the final checkpoint is then copied to `out_dir`.
     """
     out_dir = Path(out_dir)
     ckpt_path = out_dir / "checkpoint.pt"
-    state = load_checkpoint(ckpt_path) if resume and ckpt_path.exists() else None
+    stamp = input_stamp([*data, *labels, split] + ([pristine] if pristine else []))
+    if state_path is not None:
+        ckpt_path = Path(state_path)
+        state = matching_state(ckpt_path, config, stamp)
+    else:
+        state = load_checkpoint(ckpt_path) if resume and ckpt_path.exists() else None
     if state is not None:
         config = TrainConfig(**state["config"])
     if config.reference == "subtract" and pristine is None and state is None:
@@ -228,7 +258,7 @@ def train(data: list[str], labels: list[str], split: str, out_dir: str | os.Path
         "hyperparameters": model.hyperparameters(), "stats": stats,
         "reference": None if reference is None else torch.from_numpy(reference),
         "data": {"shards": index.paths, "labels": label_set.paths, "split": str(split)},
-        "params": parameter_counts(model),
+        "params": parameter_counts(model), "inputs": stamp,
     }
 
     try:
@@ -238,7 +268,10 @@ def train(data: list[str], labels: list[str], split: str, out_dir: str | os.Path
             write_history(state["history"], out_dir / "history.csv")
         else:
             state = _fit_gradient(model, train_set, val_set, loss_fn, config, device, base,
-                                  state, out_dir, stop_after, progress)
+                                  state, out_dir, ckpt_path, stop_after, progress)
+            if ckpt_path != out_dir / "checkpoint.pt" and state["finished"]:
+                save_checkpoint(state, out_dir / "checkpoint.pt")
+                ckpt_path.unlink()
     finally:
         train_set.close()
         val_set.close()
@@ -246,7 +279,7 @@ def train(data: list[str], labels: list[str], split: str, out_dir: str | os.Path
 
 
 def _fit_gradient(model, train_set, val_set, loss_fn, config: TrainConfig, device, base: dict,
-                  state: dict | None, out_dir: Path, stop_after: int | None,
+                  state: dict | None, out_dir: Path, ckpt_path: Path, stop_after: int | None,
                   progress: bool) -> dict:
     """Epoch loop with AdamW, schedule and early stopping, from scratch or from `state`."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -292,6 +325,6 @@ def _fit_gradient(model, train_set, val_set, loss_fn, config: TrainConfig, devic
                  "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                  "rng": _rng_state(), "epoch": epoch + 1, "history": history,
                  "early_stopping": stopping, "finished": finished}
-        save_checkpoint(state, out_dir / "checkpoint.pt")
+        save_checkpoint(state, ckpt_path)
         write_history(history, out_dir / "history.csv")
     return state

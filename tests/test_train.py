@@ -109,6 +109,29 @@ def test_resume_after_an_interruption_gives_the_same_weights(contract_data, tmp_
     assert [r["train_loss"] for r in straight["history"]] == [r["train_loss"] for r in resumed["history"]]
 
 
+def test_state_file_survives_a_killed_job_and_resumes_only_for_the_same_options(contract_data,
+                                                                                 tmp_path):
+    """A workflow keeps the per-epoch state outside its declared outputs: an interrupted run
+    continues from it bit for bit; other options start afresh; success removes it."""
+    split = _custom_split(contract_data, tmp_path / "split.json", [1, 2, 3, 4, 5, 6], [11, 12])
+    config = TrainConfig(arch_kwargs=TINY, epochs=3, batch_size=4, patience=100, device="cpu")
+    args = _train_args(contract_data, split)
+    straight = train(*args, tmp_path / "straight", config, progress=False)
+    out, state = tmp_path / "job", tmp_path / "job" / "training-state.pt"
+    first = train(*args, out, TrainConfig(**vars(config)), stop_after=1, progress=False,
+                  state_path=state)
+    assert first["epoch"] == 1 and state.exists() and not (out / "checkpoint.pt").exists()
+    resumed = train(*args, out, TrainConfig(**vars(config)), progress=False, state_path=state)
+    assert resumed["epoch"] == 3 and not state.exists()
+    final = load_checkpoint(out / "checkpoint.pt")
+    for name, tensor in straight["model"].items():
+        assert torch.equal(tensor, final["model"][name]), name
+    train(*args, out, TrainConfig(**vars(config)), stop_after=1, progress=False, state_path=state)
+    other = train(*args, out, TrainConfig(**{**vars(config), "lr": 0.5 * config.lr}),
+                  stop_after=2, progress=False, state_path=state)
+    assert [r["epoch"] for r in other["history"]] == [1, 2]     # started afresh
+
+
 # --- command line -----------------------------------------------------------------------------
 
 def test_cli_trains_and_evaluates_end_to_end(contract_data, tmp_path):

@@ -3,7 +3,10 @@
 
 rule train:
     """Train one model on the split's train subset (validation subset for early stopping).
-    The model's config entry is the `flags` param: editing it retrains that model only."""
+    The model's config entry is the `flags` param: editing it retrains that model only.
+    The per-epoch state lives in `training-state.pt`, which is not an output: when a job is
+    killed, Snakemake deletes its outputs but keeps the state, and the rerun continues from
+    the last finished epoch (if the options and inputs are unchanged)."""
     input:
         unpack(train_input),
     output:
@@ -31,4 +34,5 @@ rule train:
     shell:
         "OMP_NUM_THREADS={threads} python -m model train"
         " --data {input.data} --labels {input.labels} --split {input.split}"
-        " --out-dir {params.out_dir} {params.flags} --no-progress > {log} 2>&1"
+        " --out-dir {params.out_dir} --state {params.out_dir}/training-state.pt"
+        " {params.flags} --no-progress > {log} 2>&1"
