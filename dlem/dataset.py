@@ -11,10 +11,12 @@ import datetime as _dt
 import json
 import multiprocessing as mp
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+import netCDF4
 import numpy as np
 import xarray as xr
 from tqdm import tqdm
@@ -28,6 +30,8 @@ from .solver import Simulation, damping_profile
 from .source import PointSource, source_forces
 
 MAX_VERTICES = 48
+WAVEFIELD_DIMS = ("sample", "time", "sensor", "component")
+WAVEFIELD_ATTRS = {"units": "m", "long_name": "displacement at the sensors"}
 
 
 @dataclass
@@ -126,16 +130,11 @@ def simulation(st: Setup, cracks: list[Crack]) -> Simulation:
                       st.source_force)
 
 
-def simulate_sample(cfg: dict, index: int, pristine: bool = False) -> dict:
-    """Simulate one sample; returns the per-sample arrays of the shard (see docs/data-format.md)."""
-    st = setup(cfg)
+def describe_sample(cfg: dict, index: int, pristine: bool = False) -> dict:
+    """The per-sample label arrays of the shard (no simulation): crack mask, size, count,
+    parameters, vertices and seed (see docs/data-format.md)."""
     seed, drawn = scenario(cfg, index, pristine)
     cracks = [c for _, c in drawn]
-    sim = simulation(st, cracks)
-    records = np.zeros((len(st.times), len(st.sensor_nodes), 2), st.dtype)
-    sim.advance(st.n_steps, st.sensor_nodes, records, st.every)
-    if not np.all(np.isfinite(records)):
-        raise FloatingPointError(f"sample {index}: the wavefield is not finite (unstable run)")
     lab = cfg["labels"]
     n_max = max(cfg["cracks"]["count"]["max"], len(cfg["cracks"].get("fixed") or []), 1)
     params = np.full((n_max, len(PARAMS)), np.nan)
@@ -145,7 +144,6 @@ def simulate_sample(cfg: dict, index: int, pristine: bool = False) -> dict:
         v = crack.vertices[:MAX_VERTICES]
         vertices[k, :len(v)] = v
     return {
-        "wavefield": records.astype(np.float32),
         "crack_mask": rasterize(cracks, cfg["plate"]["width"], cfg["plate"]["height"],
                                 lab["nx"], lab["ny"]),
         "crack_size": float(sum(c.length for c in cracks)),
@@ -156,20 +154,48 @@ def simulate_sample(cfg: dict, index: int, pristine: bool = False) -> dict:
     }
 
 
+def simulate_wavefield(cfg: dict, index: int, pristine: bool = False) -> np.ndarray:
+    """The sensor wavefield (n_time, sensors, 2) float32 [m] of one sample."""
+    st = setup(cfg)
+    _, drawn = scenario(cfg, index, pristine)
+    sim = simulation(st, [c for _, c in drawn])
+    records = np.zeros((len(st.times), len(st.sensor_nodes), 2), st.dtype)
+    sim.advance(st.n_steps, st.sensor_nodes, records, st.every)
+    if not np.all(np.isfinite(records)):
+        raise FloatingPointError(f"sample {index}: the wavefield is not finite (unstable run)")
+    return records.astype(np.float32)
+
+
+def simulate_sample(cfg: dict, index: int, pristine: bool = False) -> dict:
+    """Simulate one sample: its wavefield and label arrays."""
+    return {"wavefield": simulate_wavefield(cfg, index, pristine),
+            **describe_sample(cfg, index, pristine)}
+
+
 def _work(args):
     cfg, index, pristine = args
-    return simulate_sample(cfg, index, pristine)
+    return simulate_wavefield(cfg, index, pristine)
+
+
+def wavefields(cfg: dict, indices, workers: int = 1, pristine: bool = False,
+               progress: bool = True):
+    """Yield the wavefields of ``indices`` in order, simulated by ``workers`` processes
+    (the same bits for any count)."""
+    jobs = [(cfg, int(i), pristine) for i in indices]
+    bar = dict(total=len(jobs), desc="simulating", unit="sample", disable=not progress)
+    if workers <= 1:
+        yield from (_work(j) for j in tqdm(jobs, **bar))
+        return
+    with mp.get_context("fork").Pool(workers) as pool:
+        yield from tqdm(pool.imap(_work, jobs), **bar)
 
 
 def simulate_range(cfg: dict, start: int, stop: int, workers: int = 1, pristine: bool = False,
                    progress: bool = True) -> list[dict]:
     """Simulate samples ``start..stop-1`` with ``workers`` processes (same bits for any count)."""
-    jobs = [(cfg, i, pristine) for i in range(start, stop)]
-    bar = dict(total=len(jobs), desc="simulating", unit="sample", disable=not progress)
-    if workers <= 1:
-        return [_work(j) for j in tqdm(jobs, **bar)]
-    with mp.get_context("fork").Pool(workers) as pool:
-        return list(tqdm(pool.imap(_work, jobs), **bar))
+    return [{"wavefield": w, **describe_sample(cfg, i, pristine)}
+            for i, w in zip(range(start, stop),
+                            wavefields(cfg, range(start, stop), workers, pristine, progress))]
 
 
 def to_dataset(cfg: dict, samples: list[dict], indices: np.ndarray,
@@ -184,8 +210,6 @@ def to_dataset(cfg: dict, samples: list[dict], indices: np.ndarray,
     now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     ds = xr.Dataset(
         {
-            "wavefield": (("sample", "time", "sensor", "component"), stack["wavefield"],
-                          {"units": "m", "long_name": "displacement at the sensors"}),
             "sensor_x": ("sensor", st.sensor_x, {"units": "m", "long_name": "sensor x position"}),
             "sensor_y": ("sensor", st.sensor_y, {"units": "m", "long_name": "sensor y position"}),
             "crack_mask": (("sample", "label_y", "label_x"), stack["crack_mask"].astype(np.uint8),
@@ -228,31 +252,59 @@ def to_dataset(cfg: dict, samples: list[dict], indices: np.ndarray,
             "pristine": int(pristine),
         },
     )
+    if "wavefield" in stack:
+        ds["wavefield"] = (WAVEFIELD_DIMS, stack["wavefield"], WAVEFIELD_ATTRS)
     return ds
 
 
-def write_atomic(ds: xr.Dataset, path: str | Path) -> None:
-    """Write ``ds`` to NetCDF (zlib) under a temporary name, then rename: a file at ``path``
-    is always complete."""
+@contextmanager
+def atomic_file(path: str | Path):
+    """Yield a temporary path beside ``path``, renamed to it on success and removed on any
+    error or interruption: a file at ``path`` is always complete."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    encoding = {v: {"zlib": True, "complevel": 4} for v in ds.data_vars}
-    encoding["wavefield"]["chunksizes"] = (1,) + ds["wavefield"].shape[1:]
     try:
-        ds.to_netcdf(tmp, engine="netcdf4", encoding=encoding)
+        yield tmp
         os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
 
 
+def _encoding(ds: xr.Dataset) -> dict:
+    return {v: {"zlib": True, "complevel": 4} for v in ds.data_vars}
+
+
+def write_atomic(ds: xr.Dataset, path: str | Path) -> None:
+    """Write a whole ``ds`` to NetCDF (zlib, one chunk per sample for the wavefield),
+    atomically."""
+    encoding = _encoding(ds)
+    if "wavefield" in ds:
+        encoding["wavefield"]["chunksizes"] = (1,) + ds["wavefield"].shape[1:]
+    with atomic_file(path) as tmp:
+        ds.to_netcdf(tmp, engine="netcdf4", encoding=encoding)
+
+
 def write_shard(cfg: dict, out: str | Path, start: int, stop: int, workers: int = 1,
                 pristine: bool = False, progress: bool = True) -> xr.Dataset:
-    """Simulate samples ``start..stop-1`` (or the one pristine sample) and write the shard."""
+    """Simulate samples ``start..stop-1`` (or the one pristine sample) and write the shard.
+
+    The labels are written first; each wavefield is appended (compressed) as it arrives
+    from the workers, so writing overlaps simulating and memory holds one sample at a time.
+    Returns the shard's dataset without the wavefield.
+    """
     if pristine:
         start, stop = 0, 1
-    samples = simulate_range(cfg, start, stop, workers, pristine, progress)
-    ds = to_dataset(cfg, samples, np.arange(start, stop), pristine)
-    write_atomic(ds, out)
+    indices = np.arange(start, stop)
+    ds = to_dataset(cfg, [describe_sample(cfg, i, pristine) for i in indices], indices, pristine)
+    st = setup(cfg)
+    with atomic_file(out) as tmp:
+        ds.to_netcdf(tmp, engine="netcdf4", encoding=_encoding(ds))
+        with netCDF4.Dataset(tmp, "a") as nc:
+            var = nc.createVariable("wavefield", "f4", WAVEFIELD_DIMS, zlib=True, complevel=4,
+                                    chunksizes=(1, len(st.times), len(st.sensor_nodes), 2))
+            var.setncatts(WAVEFIELD_ATTRS)
+            for k, field in enumerate(wavefields(cfg, indices, workers, pristine, progress)):
+                var[k] = field
     return ds

@@ -264,7 +264,7 @@ def train(data: list[str], labels: list[str], split: str, out_dir: str | os.Path
     try:
         if closed_form:
             state = _fit_closed_form(model, train_set, val_set, loss_fn, base)
-            save_checkpoint(state, ckpt_path)
+            save_checkpoint(state, out_dir / "checkpoint.pt")
             write_history(state["history"], out_dir / "history.csv")
         else:
             state = _fit_gradient(model, train_set, val_set, loss_fn, config, device, base,

@@ -130,6 +130,9 @@ def test_state_file_survives_a_killed_job_and_resumes_only_for_the_same_options(
     other = train(*args, out, TrainConfig(**{**vars(config), "lr": 0.5 * config.lr}),
                   stop_after=2, progress=False, state_path=state)
     assert [r["epoch"] for r in other["history"]] == [1, 2]     # started afresh
+    mean = train(*args, tmp_path / "mean", TrainConfig(arch="meanbox"), progress=False,
+                 state_path=tmp_path / "mean" / "training-state.pt")
+    assert mean["finished"] and (tmp_path / "mean" / "checkpoint.pt").exists()
 
 
 # --- command line -----------------------------------------------------------------------------
