@@ -27,7 +27,12 @@ from model.io import (LABEL_VARIABLES, SHARD_VARIABLES, DataError, open_checked,
                       write_text_atomic)
 
 SUBSETS = ("train", "val", "test")
-CHUNK_CACHE_BYTES = 4 * 2**20   # per open shard: three one-sample chunks of (2000, 81, 2) float32
+# netCDF-C gives every variable of every open file a chunk cache (64 MiB by default); with all
+# shards open (the Dataset, and xarray while computing statistics) memory would grow with the
+# shard count. Three one-sample chunks of (2000, 81, 2) float32 suffice for reading a sample
+# at a time. Set for the process, before any file is opened by this package.
+CHUNK_CACHE_BYTES = 4 * 2**20
+netCDF4.set_chunk_cache(CHUNK_CACHE_BYTES)
 REFERENCES = ("none", "subtract")
 TARGETS = ("box", "mask")  # what a model predicts: key-point boxes or the 16x16 crack mask
 STAT_DIMS = ("sample", "time", "sensor")
@@ -295,9 +300,6 @@ class WavefieldDataset(Dataset):
         if shard not in self._handles:
             handle = netCDF4.Dataset(self.paths[shard], "r")
             handle.set_auto_mask(False)
-            # HDF5 keeps a chunk cache per open variable (64 MiB by default): with every shard
-            # open, memory would grow with the shard count. A few one-sample chunks suffice.
-            handle["wavefield"].set_var_chunk_cache(size=CHUNK_CACHE_BYTES)
             self._handles[shard] = handle
         return self._handles[shard]
 
