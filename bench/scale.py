@@ -14,8 +14,9 @@ How each figure is measured:
   of the run (workers included) over its wall time: near W when the W workers each had a core,
   lower when other work on the machine took them. ``load_avg`` says how busy it was.
   ``sim_range_s_W`` and ``sim_range_speedup`` time the simulation alone
-  (``dlem.dataset.simulate_range``, in one fresh process) and ``sim_write_s`` the serial rest
-  (``to_dataset`` + ``write_atomic``: assembling and zlib-compressing the shard in the parent).
+  (``dlem.dataset.simulate_range``, in one fresh process) and ``sim_write_s`` the CPU cost of
+  assembling and zlib-compressing the shard (``to_dataset`` + ``write_atomic``); ``dlem
+  simulate`` itself appends each wavefield as it arrives, overlapping this with the workers.
 - ``slurm_overhead_s_per_job``: a DAG of ``--slurm-jobs`` K trivial jobs (`echo > file`) run
   by snakemake locally (``--cores 2``) and through ``--profile workflow/profiles/slurm
   --profile workflow/profiles/slurm-local`` on the throwaway cluster of
