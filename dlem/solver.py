@@ -251,7 +251,7 @@ class Simulation:
             raise ValueError(f"unknown kernel {kernel!r}")
         self.kernel = kernel
         if kernel == "triangular":
-            self._init_structured(keep)
+            self._init_structured(keep, blocks)
         else:
             self._flat = np.arange(n)
             self.u = np.zeros((2, 2, n), self.dtype)
@@ -264,7 +264,7 @@ class Simulation:
                 self._block = np.stack(self.blocks).astype(self.dtype)
 
     # -- set-up of the two fast layouts
-    def _init_structured(self, keep: np.ndarray) -> None:
+    def _init_structured(self, keep: np.ndarray, blocks: tuple[np.ndarray, ...]) -> None:
         lat = self.lattice
         ny, nx = lat.grid_shape
         r, c = np.divmod(lat.grid_index, nx)
@@ -285,13 +285,11 @@ class Simulation:
         self._scale = np.zeros((3, size), self.dtype)
         blocks3 = np.empty((3, 3))
         for d in range(3):
-            sel = direction == d
-            k_n, k_s = lat.k_normal[sel].max(), lat.k_shear[sel].max()   # interior elements
-            nx_, ny_ = np.cos(np.radians(60 * d)), np.sin(np.radians(60 * d))
-            blocks3[d] = [k_s + (k_n - k_s) * nx_ * nx_, (k_n - k_s) * nx_ * ny_,
-                          k_s + (k_n - k_s) * ny_ * ny_]
+            sel = np.flatnonzero(direction == d)
+            interior = sel[np.argmax(lat.k_normal[sel])]      # full stiffness, scale 1
+            blocks3[d] = [b[interior] for b in blocks]
             self._scale[d, self._flat[lat.bonds[sel, 0]]] = np.where(
-                keep[sel], lat.k_normal[sel] / k_n, 0.0)
+                keep[sel], lat.k_normal[sel] / lat.k_normal[interior], 0.0)
         self._blocks3 = blocks3.astype(self.dtype)
 
     def _init_csr(self) -> None:
