@@ -4,13 +4,22 @@
         --histories results/models/A/history.csv ... --out-dir results/compare
 
 Reads what `python -m model evaluate` and `python -m model baseline` wrote (the folder name
-is the model's name) and computes nothing new but averages and bins:
+is the model's name) and computes nothing new but averages, bins and bootstrap intervals:
 - `table.csv`: one row per model: kind, count, IoU / Purity / Integrity overall and per
   Table-1 row (crack size > t: `IoU_gt_<t>` ...), MAE, MSE, pixel IoU (segmentation and
   imaging rows), parameters, training seconds, inference samples/s. A value that does not
   apply (pixel IoU of a box model) or does not exist (an empty size row) is left empty:
   the file never holds NaN.
 - `table.md`: the same as Markdown, plus each model's chosen thresholds/hyperparameters.
+
+Uncertainty: IoU, Purity and Integrity carry a 95 % percentile-bootstrap interval over the
+scored samples (`model.metrics.bootstrap_ci` on predictions.nc's `iou`, `purity`,
+`integrity`; 2000 resamples, seed 0): `IoU_lo`, `IoU_hi` ... in the CSV, `0.443 [0.38, 0.51]`
+in the Markdown. The mean-box row (the floor: `arch` meanbox in metrics.json, else the row
+named meanbox) is the reference: `IoU_overlaps_meanbox` (yes/no) says whether a model's IoU
+interval overlaps the floor's (marked † in the Markdown), and where both were scored on the
+same samples, `IoU_minus_meanbox` with `_lo`/`_hi` is the paired bootstrap interval of the
+mean per-sample difference. Without a mean-box row these are left empty.
 - `iou_vs_crack_size.png`: binned mean IoU against crack size, one line per model.
 - `loss_curves.png`: training and validation loss of the trained models (`--histories`).
 """
@@ -32,9 +41,14 @@ import matplotlib.pyplot as plt  # noqa: E402  (backend first)
 import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 
-from model.io import DataError, write_text_atomic  # noqa: E402
+from model.io import DataError, open_checked, write_text_atomic  # noqa: E402
+from model.metrics import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, bootstrap_ci  # noqa: E402
 
 BOX_METRICS = ("IoU", "Purity", "Integrity")
+PER_SAMPLE = {"IoU": "iou", "Purity": "purity", "Integrity": "integrity"}  # predictions.nc
+REQUIRED_KEYS = ("count", *BOX_METRICS)  # metrics.json keys a row cannot do without
+FLOOR_ARCH = "meanbox"
+MARK = "†"
 KINDS = {"box": "key-point box", "mask": "segmentation (mask's box)",
          "image": "classical imaging (image's box)"}
 SIZE_BINS = 6
@@ -48,33 +62,115 @@ def _float(value) -> float:
 
 
 def _read_csv(path: Path) -> list[dict]:
+    if not path.is_file():
+        raise DataError(f"{path} not found; was it written by evaluate or baseline?")
     with open(path, newline="") as handle:
         return list(csv.DictReader(handle))
 
 
-def model_row(eval_dir: Path) -> dict:
-    """The comparison row of one evaluation folder (NaN where a value does not apply)."""
+def read_metrics(eval_dir: Path) -> dict:
+    """`eval_dir/metrics.json` as a dict; DataError naming the file and the first missing
+    key of `REQUIRED_KEYS` (or what else is wrong with it)."""
     path = eval_dir / "metrics.json"
     if not path.is_file():
         raise DataError(f"{eval_dir} has no metrics.json; was it written by evaluate or baseline?")
-    m = json.loads(path.read_text())
+    try:
+        m = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise DataError(f"{path} is not valid JSON: {err}") from err
+    if not isinstance(m, dict):
+        raise DataError(f"{path} must hold a JSON object, got {type(m).__name__}")
+    for key in REQUIRED_KEYS:
+        if key not in m:
+            raise DataError(f"{path} lacks the key {key!r} (written by `python -m model "
+                            "evaluate` or `baseline`?)")
+    return m
+
+
+def per_sample_scores(eval_dir: Path) -> dict[str, np.ndarray]:
+    """`sample` ids `(N,)` and IoU, Purity, Integrity `(N,)` per scored sample, from
+    `eval_dir/predictions.nc`."""
+    with open_checked(eval_dir / "predictions.nc", ("sample", *PER_SAMPLE.values()),
+                      "predictions") as ds:
+        out = {k: ds[v].values.astype(np.float64) for k, v in PER_SAMPLE.items()}
+        out["sample"] = ds["sample"].values.astype(np.int64)
+    return out
+
+
+def model_row(eval_dir: Path) -> dict:
+    """The comparison row of one evaluation folder (NaN where a value does not apply).
+
+    Keys starting with `_` are for the comparison itself (arch, target, per-sample scores)
+    and are not written to the tables."""
+    path = eval_dir / "metrics.json"
+    m = read_metrics(eval_dir)
     target = m.get("target", "box")
-    kind = "mean box (floor)" if m.get("arch") == "meanbox" else KINDS.get(target, target)
-    row = {"model": eval_dir.name, "kind": kind, "count": m["count"],
-           **{k: _float(m.get(k)) for k in (*BOX_METRICS, "MAE", "MSE")},
+    kind = "mean box (floor)" if m.get("arch") == FLOOR_ARCH else KINDS.get(target, target)
+    scores = per_sample_scores(eval_dir)
+    intervals = {}
+    for k in BOX_METRICS:
+        lo, hi = bootstrap_ci(scores[k])
+        intervals.update({k: _float(m[k]), f"{k}_lo": lo, f"{k}_hi": hi})
+    row = {"model": eval_dir.name, "kind": kind, "count": m["count"], **intervals,
+           **{k: _float(m.get(k)) for k in ("MAE", "MSE")},
            "pixel_IoU": _float(m.get("pixel_IoU")),
            "pixel_mIoU_2class": _float(m.get("pixel_mIoU_2class")),
            "params": int(m.get("params", {}).get("total", 0)),
            "training_seconds": _float(m.get("training_seconds")),
            "inference_samples_per_s": _float(m.get("inference_samples_per_s"))}
-    for t in _read_csv(eval_dir / "table1.csv"):
-        key = f"{_float(t['crack_size_gt_m']):g}"
-        row[f"count_gt_{key}"] = int(_float(t["count"]))
-        row.update({f"{k}_gt_{key}": _float(t[k]) for k in BOX_METRICS})
+    table1 = eval_dir / "table1.csv"
+    for t in _read_csv(table1):
+        try:
+            key = f"{_float(t['crack_size_gt_m']):g}"
+            row[f"count_gt_{key}"] = int(_float(t["count"]))
+            row.update({f"{k}_gt_{key}": _float(t[k]) for k in BOX_METRICS})
+        except (KeyError, ValueError) as err:
+            raise DataError(f"{table1} lacks the column {err} (or holds no number there)") from err
     choice = m.get("hyperparameters") if target == "image" else m.get("mask_threshold")
-    row["chosen"] = "" if not choice else ", ".join(
+    row["chosen"] = "" if not isinstance(choice, dict) else ", ".join(
         f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in choice.items())
+    row.update(_arch=m.get("arch", ""), _target=target, _subset=m.get("subset", "?"),
+               _split=m.get("split", ""), _scores=scores, _path=str(path))
     return row
+
+
+def floor_index(rows: list[dict]) -> int | None:
+    """Position of the mean-box row: the first whose metrics.json `arch` is meanbox (a
+    trained model, not a baseline named so), else the first named meanbox; None if none."""
+    for i, r in enumerate(rows):
+        if r.get("_arch") == FLOOR_ARCH and r.get("_target") != "image":
+            return i
+    names = [r["model"] for r in rows]
+    return names.index(FLOOR_ARCH) if FLOOR_ARCH in names else None
+
+
+def intervals_overlap(a: tuple[float, float], b: tuple[float, float]) -> bool:
+    """Whether the closed intervals `a = (lo, hi)` and `b` share a point."""
+    return a[0] <= b[1] and b[0] <= a[1]
+
+
+def add_floor_comparison(rows: list[dict]) -> int | None:
+    """Add `IoU_overlaps_meanbox` (yes/no) and the paired `IoU_minus_meanbox` interval to
+    every row but the floor's (empty strings / NaN where it does not apply); return the
+    floor's position. The paired difference needs the same sample ids in both rows."""
+    floor = floor_index(rows)
+    for i, r in enumerate(rows):
+        r["IoU_overlaps_meanbox"] = ""
+        r.update({k: math.nan for k in ("IoU_minus_meanbox", "IoU_minus_meanbox_lo",
+                                        "IoU_minus_meanbox_hi")})
+        if floor is None or i == floor:
+            continue
+        f = rows[floor]
+        overlap = intervals_overlap((r["IoU_lo"], r["IoU_hi"]), (f["IoU_lo"], f["IoU_hi"]))
+        r["IoU_overlaps_meanbox"] = "yes" if overlap else "no"
+        a, b = r["_scores"], f["_scores"]
+        if a["sample"].shape == b["sample"].shape and np.array_equal(
+                np.sort(a["sample"]), np.sort(b["sample"])):
+            diff = (a["IoU"][np.argsort(a["sample"])] - b["IoU"][np.argsort(b["sample"])])
+            lo, hi = bootstrap_ci(diff)
+            r.update(IoU_minus_meanbox=float(diff.mean()), IoU_minus_meanbox_lo=lo,
+                     IoU_minus_meanbox_hi=hi)
+    return floor
 
 
 def _cell(value, digits: int = 4) -> str:
@@ -86,7 +182,7 @@ def _cell(value, digits: int = 4) -> str:
 
 
 def table_csv(rows: list[dict]) -> str:
-    fields = list(dict.fromkeys(k for row in rows for k in row))
+    fields = list(dict.fromkeys(k for row in rows for k in row if not k.startswith("_")))
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
@@ -100,12 +196,25 @@ def _size_keys(rows: list[dict]) -> list[str]:
     return sorted(keys, key=float)
 
 
-def table_markdown(rows: list[dict], subset: str) -> str:
+def _with_interval(row: dict, metric: str) -> str:
+    """`0.443 [0.38, 0.51]`: the mean and its bootstrap interval ("–" if not a number)."""
+    mean, lo, hi = row[metric], row.get(f"{metric}_lo", math.nan), row.get(f"{metric}_hi", math.nan)
+    if math.isnan(mean):
+        return "–"
+    return f"{mean:.3f}" + ("" if math.isnan(lo) else f" [{lo:.2f}, {hi:.2f}]")
+
+
+def table_markdown(rows: list[dict], subset: str, floor: int | None = None,
+                   split: str = "") -> str:
+    """The comparison as Markdown; `floor` is the mean-box row's position (None: no marks),
+    `split` the split file(s) the subset is from (named in the text when given)."""
     dash = lambda text: text or "–"  # noqa: E731
     counts = sorted({row["count"] for row in rows})
+    n = "/".join(map(str, counts))
     lines = ["# Comparison of the models", "",
              f"Every model is scored on the same {subset} samples with a crack "
-             f"(n = {'/'.join(map(str, counts))}) by the same code: IoU, Purity and Integrity "
+             f"(n = {n}{f', split {split}' if split else ''}) by the same code: IoU, Purity "
+             "and Integrity "
              "of its box (for a segmentation or imaging model, the box of its thresholded "
              "mask by the label rule); pixel IoU = crack-class IoU of that mask (the "
              "1D-DenseNet paper's way, docs/model.md). Training time is the search time for "
@@ -114,10 +223,31 @@ def table_markdown(rows: list[dict], subset: str) -> str:
              "training [s] | inference [samples/s] |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        lines.append(f"| {r['model']} | {r['kind']} | " + " | ".join(
-            dash(_cell(r[k])) for k in (*BOX_METRICS, "MAE", "pixel_IoU")) +
+        iou = _with_interval(r, "IoU") + (f" {MARK}" if r.get("IoU_overlaps_meanbox") == "yes"
+                                           else "")
+        lines.append(f"| {r['model']} | {r['kind']} | {iou} | " + " | ".join(
+            [_with_interval(r, k) for k in BOX_METRICS[1:]] +
+            [dash(_cell(r[k])) for k in ("MAE", "pixel_IoU")]) +
             f" | {r['params']:,} | {dash(_cell(r['training_seconds'], 1))} | "
             f"{dash(_cell(r['inference_samples_per_s'], 1))} |")
+    lines += ["", "In brackets: 95 % percentile-bootstrap intervals of each mean over the "
+              f"scored samples ({BOOTSTRAP_RESAMPLES} resamples, seed {BOOTSTRAP_SEED}): with "
+              f"n = {n} {subset} samples, differences between models smaller than about an "
+              "interval's width are not resolved."]
+    if floor is not None:
+        lines[-1] += (f" {MARK} marks a model whose IoU interval overlaps the mean box's "
+                      f"({rows[floor]['model']}, the floor): its IoU is not resolved from "
+                      "predicting the mean training box.")
+        paired = [r for r in rows if not math.isnan(r["IoU_minus_meanbox"])]
+        if paired:
+            lines += ["", f"## IoU minus the mean box's ({rows[floor]['model']}), paired by sample",
+                      "", "Mean per-sample difference with its 95 % bootstrap interval "
+                      "(both models' scores resampled together, so what the samples share "
+                      "cancels: usually sharper than the overlap test above); an interval "
+                      "above 0 means the model beats the floor on these samples.", "",
+                      "| model | IoU − mean box |", "|---|---:|"]
+            lines += [f"| {r['model']} | {_with_interval(r, 'IoU_minus_meanbox')} |"
+                      for r in paired]
     sizes = _size_keys(rows)
     for metric in BOX_METRICS:
         lines += ["", f"## {metric} by crack size (samples with total crack length > t)", "",
@@ -138,7 +268,7 @@ def table_markdown(rows: list[dict], subset: str) -> str:
 
 def _per_sample(predictions: Path) -> tuple[np.ndarray, np.ndarray]:
     """`(crack_size [m], IoU)` per evaluated sample."""
-    with xr.open_dataset(predictions) as ds:
+    with open_checked(predictions, ("crack_size", "iou"), "predictions") as ds:
         return ds["crack_size"].values.astype(float), ds["iou"].values.astype(float)
 
 
@@ -206,13 +336,16 @@ def compare(eval_dirs: Sequence[str | os.PathLike], histories: Sequence[str | os
     if len(set(names)) != len(names):
         raise DataError(f"evaluation folders must have distinct names, got {names}")
     rows = [model_row(d) for d in eval_dirs]
-    subsets = {json.loads((d / "metrics.json").read_text()).get("subset", "?") for d in eval_dirs}
+    floor = add_floor_comparison(rows)
+    subsets = {r["_subset"] for r in rows}
+    splits = sorted({r["_split"] for r in rows if r["_split"]})
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / n for n in ("table.csv", "table.md", "iou_vs_crack_size.png",
                                    "loss_curves.png")]
     write_text_atomic(table_csv(rows), paths[0])
-    write_text_atomic(table_markdown(rows, "/".join(sorted(subsets))), paths[1])
+    write_text_atomic(table_markdown(rows, "/".join(sorted(subsets)), floor, ", ".join(splits)),
+                      paths[1])
     plot_iou_vs_size(names, eval_dirs, paths[2])
     plot_losses([Path(h) for h in histories], paths[3])
     return paths

@@ -16,8 +16,10 @@ Mask models (`target = "mask"`, e.g. densenet1d) are scored two ways. The box wa
 (1D-DenseNet200E's, paper §3.6.2): the crack-class IoU of the mask `sigmoid >= t_pixel`
 against `crack_mask`, per sample and averaged (`pixel_IoU`), and the pooled two-class mean
 IoU (`pixel_mIoU_2class`). Each threshold maximises its own score on the validation subset
-(grid 0.05..0.95), unless `mask_threshold` fixes both. predictions.nc then also holds
-`pred_mask_prob`, `true_mask` and `pixel_iou`.
+(grid 0.05..0.95), unless `mask_threshold` fixes both or `from_metrics` takes them from an
+earlier evaluation's metrics.json (the held-out evaluation reuses the thresholds chosen on
+the main split's validation subset: nothing is chosen on held-out samples). predictions.nc
+then also holds `pred_mask_prob`, `true_mask` and `pixel_iou`.
 
 `write_evaluation` writes all of it for any predictor, so the classical baselines
 (`model.baselines.run`) produce the same files through the same code.
@@ -174,6 +176,39 @@ def checkpoint_info(state: dict, checkpoint: Path) -> dict:
     }
 
 
+def read_chosen(path: str | os.PathLike, key: str | None = None) -> dict:
+    """The metrics.json at `path` (written by evaluate or baseline), checked to hold the
+    JSON object `key` if given (`mask_threshold`, `hyperparameters`: what was chosen on
+    validation); DataError naming the file and what is wrong otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"metrics file not found: {path}")
+    try:
+        chosen = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise DataError(f"metrics file {path} is not valid JSON: {err}") from err
+    if not isinstance(chosen, dict):
+        raise DataError(f"metrics file {path} must hold a JSON object")
+    if key is not None and not isinstance(chosen.get(key), dict):
+        raise DataError(f"metrics file {path} lacks the key {key!r} (a JSON object)")
+    return chosen
+
+
+def mask_thresholds_from(path: str | os.PathLike, arch: str) -> dict:
+    """The box and pixel thresholds an evaluation of the same architecture `arch` chose
+    (its metrics.json `mask_threshold`), for `mask_scores`."""
+    chosen = read_chosen(path, "mask_threshold")
+    if chosen.get("arch") != arch:
+        raise DataError(f"metrics file {path} is of arch {chosen.get('arch')!r}, "
+                        f"the checkpoint of {arch!r}")
+    t = chosen["mask_threshold"]
+    for key in ("box", "pixel"):
+        if not isinstance(t.get(key), (int, float)):
+            raise DataError(f"metrics file {path}: mask_threshold lacks the number {key!r}")
+    return {"box": float(t["box"]), "pixel": float(t["pixel"]),
+            "chosen_on": t.get("chosen_on", "val"), "from": str(path)}
+
+
 def sigmoid(logits: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.asarray(logits, np.float64)))
 
@@ -206,7 +241,8 @@ def mask_scores(preds: xr.Dataset, prob: np.ndarray, true_masks: np.ndarray,
         "pixel_mIoU_2class": metrics.pixel_mean_iou(prob >= t_pix, true_masks),
         "pixel_IoU_at_0.5": float(metrics.pixel_iou(prob >= 0.5, true_masks).mean()),
         "mask_threshold": {"box": t_box, "pixel": t_pix,
-                           "chosen_on": thresholds.get("chosen_on", "val")},
+                           "chosen_on": thresholds.get("chosen_on", "val"),
+                           **({"from": thresholds["from"]} if "from" in thresholds else {})},
     }
     return preds, scores
 
@@ -228,16 +264,28 @@ def evaluate(data: list[str], labels: list[str], split: str, checkpoint: str | o
              out_dir: str | os.PathLike, subset: str = "test",
              thresholds: Sequence[float] = metrics.DEFAULT_SIZE_THRESHOLDS,
              batch_size: int = 32, device: str = "auto", workers: int = 0,
-             mask_threshold: float | None = None) -> dict:
+             mask_threshold: float | None = None,
+             from_metrics: str | os.PathLike | None = None) -> dict:
     """Write all evaluation outputs for `checkpoint` on `subset`; return the metrics dict.
 
-    `mask_threshold` (mask models): fix both thresholds instead of choosing them on `val`.
+    Mask models only: `mask_threshold` fixes both thresholds instead of choosing them on
+    `val`; `from_metrics` (a metrics.json of the same architecture, e.g. the main split's
+    results/eval/NAME/metrics.json) takes the thresholds that evaluation chose. Box models
+    choose nothing; for them `from_metrics` is only checked to be of the same architecture.
     """
+    if mask_threshold is not None and from_metrics is not None:
+        raise DataError("give either a fixed mask threshold or --from-metrics, not both")
     checkpoint = Path(checkpoint)
     state = load_checkpoint(checkpoint)
     torch_device = resolve_device(device)
     model = model_from_checkpoint(state).to(torch_device)
     target = state.get("target", "box")
+    if from_metrics is not None:  # checked before any prediction
+        given = (mask_thresholds_from(from_metrics, state["arch"]) if target == "mask"
+                 else read_chosen(from_metrics))
+        if given.get("arch", state["arch"]) != state["arch"]:
+            raise DataError(f"metrics file {from_metrics} is of arch {given.get('arch')!r}, "
+                            f"the checkpoint of {state['arch']!r}")
     label_set = load_labels(labels)
     split_dict = read_split(split, label_set)
     index = ShardIndex.build(data)
@@ -252,7 +300,9 @@ def evaluate(data: list[str], labels: list[str], split: str, checkpoint: str | o
     info = checkpoint_info(state, checkpoint)
     if target == "mask":
         val_ids = box_samples(split_dict, "val", label_set)
-        if mask_threshold is not None or len(val_ids) == 0:
+        if from_metrics is not None:
+            chosen = given
+        elif mask_threshold is not None or len(val_ids) == 0:
             t = 0.5 if mask_threshold is None else float(mask_threshold)
             chosen = {"box": t, "pixel": t, "chosen_on": "fixed"}
         else:
@@ -269,6 +319,6 @@ def evaluate(data: list[str], labels: list[str], split: str, checkpoint: str | o
     if target == "mask":
         preds, extra = mask_scores(preds, sigmoid(raw), true_masks, chosen)
     result = {**summarise(preds, info, subset, len(split_dict[subset]), seconds), **extra,
-              "device": str(torch_device)}
+              "split": str(split), "device": str(torch_device)}
     return write_evaluation(out_dir, preds, result, true_masks, thresholds, state["arch"],
                             checkpoint.parent / "history.csv")

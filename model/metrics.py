@@ -16,6 +16,8 @@ import numpy as np
 
 DEFAULT_SIZE_THRESHOLDS = (0.0, 0.004, 0.008, 0.012, 0.016)  # m, total crack length
 TABLE_COLUMNS = ("count", "IoU", "Purity", "Integrity")
+BOOTSTRAP_RESAMPLES = 2000
+BOOTSTRAP_SEED = 0
 
 
 def _as_boxes(boxes: np.ndarray) -> np.ndarray:
@@ -99,6 +101,35 @@ def size_table(pred: np.ndarray, true: np.ndarray, crack_size: np.ndarray,
             row[name] = float(values[keep].mean()) if keep.any() else float("nan")
         rows.append(row)
     return rows
+
+
+def bootstrap_ci(values: np.ndarray, level: float = 0.95,
+                 resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED
+                 ) -> tuple[float, float]:
+    """Percentile-bootstrap confidence interval `(lo, hi)` of the mean of `values` `(N,)`.
+
+    Draws `resamples` samples of size N with replacement (indices
+    `numpy.random.default_rng(seed).integers(0, N, size=(resamples, N))`, one call), takes
+    each one's mean, and returns the `(1 - level)/2` and `(1 + level)/2` percentiles of
+    those means (`numpy.percentile`, linear interpolation). Deterministic for a given seed;
+    arrays of the same N get the same resampling, so the intervals of metrics scored on the
+    same samples come from the same draws. Memory: `resamples * N` int64 indices. The
+    interval says how well N samples pin down the mean score, not how a retrained model
+    would vary. `(nan, nan)` for an empty array.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim != 1:
+        raise ValueError(f"values must have shape (N,), got {values.shape}")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    if resamples < 1:
+        raise ValueError(f"resamples must be >= 1, got {resamples}")
+    if values.size == 0:
+        return float("nan"), float("nan")
+    index = np.random.default_rng(seed).integers(0, values.size, size=(resamples, values.size))
+    means = values[index].mean(axis=1)
+    lo, hi = np.percentile(means, [50 * (1 - level), 50 * (1 + level)])
+    return float(lo), float(hi)
 
 
 # --- masks (segmentation models, paper §3.6.2) -------------------------------------------------

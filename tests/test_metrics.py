@@ -135,3 +135,57 @@ def test_giou_loss_has_a_gradient_for_disjoint_boxes():
 def test_unknown_loss_is_named():
     with pytest.raises(ValueError, match="l7"):
         make_loss("l7")
+
+
+# --- bootstrap confidence intervals ------------------------------------------------------------
+
+def _order_statistic(sorted_values, q):
+    """The q-quantile of sorted values by linear interpolation between order statistics
+    (numpy's default rule, written out by hand)."""
+    position = q * (len(sorted_values) - 1)
+    below = int(position)
+    above = min(below + 1, len(sorted_values) - 1)
+    return sorted_values[below] + (position - below) * (sorted_values[above] - sorted_values[below])
+
+
+def test_bootstrap_matches_a_brute_force_resampling_with_the_same_draws():
+    values = np.random.default_rng(11).exponential(0.2, 25)
+    resamples, seed = 500, 9
+    draws = np.random.default_rng(seed).integers(0, len(values), size=(resamples, len(values)))
+    means = sorted(sum(values[i] for i in row) / len(row) for row in draws)
+    lo, hi = metrics.bootstrap_ci(values, level=0.9, resamples=resamples, seed=seed)
+    assert lo == pytest.approx(_order_statistic(means, 0.05), rel=1e-12)
+    assert hi == pytest.approx(_order_statistic(means, 0.95), rel=1e-12)
+
+
+def test_bootstrap_of_a_large_sample_is_the_normal_interval():
+    values = np.random.default_rng(12).exponential(1.0, 2000)
+    half = 1.959964 * values.std(ddof=1) / np.sqrt(len(values))
+    lo, hi = metrics.bootstrap_ci(values)
+    # Monte Carlo error of a 2.5 % quantile of 2000 resampled means: ~0.06 standard errors
+    assert lo == pytest.approx(values.mean() - half, abs=0.15 * half / 1.96)
+    assert hi == pytest.approx(values.mean() + half, abs=0.15 * half / 1.96)
+
+
+def test_bootstrap_interval_covers_the_true_mean_about_95_percent_of_the_time():
+    rng = np.random.default_rng(13)
+    trials, covered = 300, 0
+    for k in range(trials):
+        lo, hi = metrics.bootstrap_ci(rng.uniform(0, 1, 40), seed=k)
+        covered += lo <= 0.5 <= hi
+    assert 0.88 <= covered / trials <= 0.99  # binomial sd at 0.95: 0.013
+
+
+def test_bootstrap_is_deterministic_and_degenerate_cases_are_exact():
+    values = np.random.default_rng(14).uniform(size=30)
+    assert metrics.bootstrap_ci(values) == metrics.bootstrap_ci(values)
+    assert metrics.bootstrap_ci(np.full(7, 0.25)) == (0.25, 0.25)
+    assert metrics.bootstrap_ci(np.array([0.6])) == (0.6, 0.6)
+    assert all(np.isnan(metrics.bootstrap_ci(np.array([]))))
+
+
+def test_bootstrap_refuses_bad_input():
+    with pytest.raises(ValueError, match="shape"):
+        metrics.bootstrap_ci(np.zeros((3, 2)))
+    with pytest.raises(ValueError, match="level"):
+        metrics.bootstrap_ci(np.zeros(3), level=95)

@@ -1,7 +1,8 @@
 """The Snakemake workflow: lint, dry runs, config validation, and one tiny end-to-end run.
 
 The end-to-end test runs the repository's Snakefile in a temporary working directory
-(`--directory`) with a tiny config (16 samples in 2 shards, a 24-node lattice, one epoch),
+(`--directory`) with a tiny config (16 samples in 2 shards, a 24-node lattice, one epoch,
+6 held-out samples in 2 shards),
 then checks that every final output exists and parses, and that the rerun triggers
 (params, input, mtime) rerun exactly the jobs that depend on a change.
 """
@@ -116,6 +117,11 @@ def test_paper_config_has_one_job_per_shard_and_model(tmp_path):
                      id="unknown-baseline-method"),
         pytest.param(lambda c: c["baselines"].append({"name": "meanbox", "method": "das"}),
                      "baselines[].name", id="baseline-named-like-a-model"),
+        pytest.param(lambda c: c["evaluation"].update(
+            heldout={"start": c["dataset"]["samples"] - 1, "samples": 5, "shard_size": 5}),
+            "evaluation.heldout", id="heldout-overlapping-the-dataset"),
+        pytest.param(lambda c: c["evaluation"].update(heldout={"start": 10**6, "samples": 5}),
+                     "shard_size", id="heldout-without-shard-size"),
     ],
 )
 def test_invalid_config_fails_naming_the_key(edit, named, tmp_path):
@@ -136,6 +142,7 @@ def tiny_config() -> dict:
     for model in config["models"]:
         model.update(epochs=1, batch_size=4, threads=1)
     config["evaluation"]["size_thresholds"] = [0.0, 0.008]
+    config["evaluation"]["heldout"] = {"start": 16, "samples": 6, "shard_size": 4}
     config["figures"] = {"samples": [0, 9]}
     return config
 
@@ -221,6 +228,33 @@ def test_end_to_end_outputs_exist_and_parse(tiny_run):
         for kind in ("traces", "snapshots"):
             assert png_ok(results / "figures" / f"sample-{sample}" / f"{kind}.png")
 
+    heldout = results / "heldout"
+    for shard, (start, size) in (("0000", (16, 4)), ("0001", (20, 2))):
+        with xr.open_dataset(heldout / "data" / f"shard-{shard}.nc") as ds:
+            assert ds["sample"].values.tolist() == list(range(start, start + size))
+        assert (heldout / "labels" / f"shard-{shard}.nc").is_file()
+    split = json.loads((heldout / "split" / "split.json").read_text())
+    assert split["train"] == split["val"] == [] and split["test"] == list(range(16, 22))
+    for name in models + baselines:
+        main_metrics = json.loads((results / "eval" / name / "metrics.json").read_text())
+        held = json.loads((heldout / "eval" / name / "metrics.json").read_text())
+        assert held["count"] == split["counts"]["test"]["with_crack"], name
+        # what was chosen on the main split's val, never on held-out samples
+        if "mask_threshold" in main_metrics:
+            assert ([held["mask_threshold"][k] for k in ("box", "pixel")]
+                    == [main_metrics["mask_threshold"][k] for k in ("box", "pixel")]), name
+        if "hyperparameters" in main_metrics:
+            assert held["hyperparameters"] == main_metrics["hyperparameters"], name
+        with xr.open_dataset(heldout / "eval" / name / "predictions.nc") as ds:
+            assert ds["sample"].values.min() >= 16
+    with open(heldout / "compare" / "table.csv", newline="") as fh:
+        held_rows = list(csv.DictReader(fh))
+    assert [r["model"] for r in held_rows] == models + baselines
+    assert all(float(r["IoU_lo"]) <= float(r["IoU"]) <= float(r["IoU_hi"]) for r in held_rows)
+    assert "[" in (heldout / "compare" / "table.md").read_text()
+    for png in ("iou_vs_crack_size.png", "loss_curves.png"):
+        assert png_ok(heldout / "compare" / png), png
+
     for stage in ("simulate", "labels", "split", "train", "evaluate", "report"):
         assert list((workdir / "logs" / stage).glob("*.log")), f"no log for {stage}"
         assert list((workdir / "benchmarks" / stage).glob("*.tsv")), f"no benchmark for {stage}"
@@ -257,7 +291,8 @@ def rerun_jobs(tiny_run, tmp_path, edit=None, *args) -> dict[str, int]:
 @pytest.mark.slow
 def test_changing_a_model_param_reruns_that_model_only(tiny_run, tmp_path):
     jobs = rerun_jobs(tiny_run, tmp_path, lambda c: c["models"][0].update(lr=0.01234))
-    assert jobs == {"train": 1, "evaluate": 1, "compare": 1, "overview": 1}, jobs
+    assert jobs == {"train": 1, "evaluate": 1, "compare": 1, "overview": 1,
+                    "evaluate_heldout": 1, "compare_heldout": 1}, jobs
 
 
 @pytest.mark.slow
@@ -268,6 +303,7 @@ def test_changing_a_simulation_param_reruns_the_simulation(tiny_run, tmp_path):
     assert jobs["simulate_shard"] == 2 and jobs["simulate_pristine"] == 1
     assert jobs["train"] == len(tiny_run[2]["models"]) and jobs["compare"] == 1
     assert jobs["baseline"] == len(tiny_run[2]["baselines"])
+    assert jobs["simulate_heldout_shard"] == 2 and jobs["compare_heldout"] == 1
 
 
 @pytest.mark.slow
@@ -285,7 +321,8 @@ def test_changing_evaluation_thresholds_does_not_retrain(tiny_run, tmp_path):
                       lambda c: c["evaluation"].update(size_thresholds=[0.0, 0.01]))
     config = tiny_run[2]
     assert jobs == {"evaluate": len(config["models"]), "baseline": len(config["baselines"]),
-                    "compare": 1, "overview": 1}, jobs
+                    "compare": 1, "overview": 1, "evaluate_heldout": len(config["models"]),
+                    "baseline_heldout": len(config["baselines"]), "compare_heldout": 1}, jobs
 
 
 @pytest.mark.slow

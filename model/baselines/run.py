@@ -21,6 +21,11 @@ Method (no training; both need the pristine reference wavefield):
    the test wavefields, imaging and boxing; `params` are 0 (nothing is learned but the
    2-3 hyperparameters).
 
+With `from_metrics` (a metrics.json an earlier run of the same method wrote, e.g. on the
+main split) step 2 is skipped: the hyperparameters it chose are reused, and its search time
+is reported as the training time. The held-out evaluation scores this way, so nothing is
+chosen on held-out samples.
+
 Wavefields are read `CHUNK` samples at a time, so memory stays small for any split size.
 """
 
@@ -40,7 +45,7 @@ from model.baselines.imaging import cell_scores, pixel_grid, plate_geometry
 from model.baselines.rapid import rapid_images
 from model.data import ShardIndex, box_samples, load_labels, read_reference, read_samples, read_split
 from model.evaluate import (choose_mask_thresholds, mask_scores, predictions_dataset,
-                            summarise, write_evaluation)
+                            read_chosen, summarise, write_evaluation)
 from model.io import SHARD_VARIABLES, DataError, open_checked
 from model.keypoints import predicted_mask_boxes
 
@@ -117,15 +122,36 @@ def search(method: str, index: ShardIndex, ids: np.ndarray, boxes: np.ndarray,
     return {"best": best, "results": results}
 
 
+def chosen_from(path: str | os.PathLike, method: str) -> tuple[dict, dict, float]:
+    """`(best, search, seconds)` of an earlier run of `method` from its metrics.json:
+    the chosen hyperparameters (image keys, `alpha_box`, `alpha_pixel`), where and on how
+    many samples they were chosen, and the search time [s]."""
+    found = read_chosen(path, "hyperparameters")
+    if found.get("method") != method:
+        raise DataError(f"metrics file {path} is of method {found.get('method')!r}, not {method!r}")
+    best = found["hyperparameters"]
+    missing = [k for k in (*IMAGE_KEYS[method], "alpha_box", "alpha_pixel") if k not in best]
+    if missing:
+        raise DataError(f"metrics file {path}: hyperparameters lack {missing}")
+    search = found.get("search") if isinstance(found.get("search"), dict) else {}
+    return (best, {"from": str(path), "subset": search.get("subset"),
+                   "count": search.get("count")},
+            float(found.get("training_seconds") or 0.0))
+
+
 def run_baseline(method: str, data: Sequence[str], labels: Sequence[str], split: str,
                  pristine: str | os.PathLike, out_dir: str | os.PathLike,
                  subset: str = "test", search_subset: str = "val",
                  thresholds: Sequence[float] = metrics.DEFAULT_SIZE_THRESHOLDS,
-                 grid: dict | None = None, name: str | None = None) -> dict:
-    """Choose the hyperparameters of `method` on `search_subset`, score `subset`, write the
-    evaluation files to `out_dir`; return the metrics dict."""
+                 grid: dict | None = None, name: str | None = None,
+                 from_metrics: str | os.PathLike | None = None) -> dict:
+    """Choose the hyperparameters of `method` on `search_subset` (or take them from the
+    metrics.json `from_metrics`), score `subset`, write the evaluation files to `out_dir`;
+    return the metrics dict."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if from_metrics is not None and grid:
+        raise DataError("give either a search grid or --from-metrics, not both")
     grid = {**DEFAULT_GRIDS[method], **(grid or {})}
     unknown = set(grid) - set(DEFAULT_GRIDS[method])
     if unknown:
@@ -137,17 +163,23 @@ def run_baseline(method: str, data: Sequence[str], labels: Sequence[str], split:
     split_dict = read_split(split, label_set)
     index = ShardIndex.build(data)
     setup = read_setup(index, pristine)
-    val_ids = box_samples(split_dict, search_subset, label_set)
     ids = box_samples(split_dict, subset, label_set)
-    if len(val_ids) == 0 or len(ids) == 0:
+    if from_metrics is not None:
+        best, searched, search_seconds = chosen_from(from_metrics, method)
+        val_ids = np.empty(0, np.int64)
+    else:
+        val_ids = box_samples(split_dict, search_subset, label_set)
+    if len(ids) == 0 or (from_metrics is None and len(val_ids) == 0):
         raise DataError(f"split {split}: subsets {search_subset!r} ({len(val_ids)}) and "
                         f"{subset!r} ({len(ids)}) both need samples with a crack")
-
-    tic = time.perf_counter()
-    found = search(method, index, val_ids, label_set.box[label_set.rows(val_ids)],
-                   read_samples(index, val_ids, "crack_mask"), setup, grid)
-    search_seconds = time.perf_counter() - tic
-    best = found["best"]
+    if from_metrics is None:
+        tic = time.perf_counter()
+        found = search(method, index, val_ids, label_set.box[label_set.rows(val_ids)],
+                       read_samples(index, val_ids, "crack_mask"), setup, grid)
+        search_seconds = time.perf_counter() - tic
+        best = found["best"]
+        searched = {"subset": search_subset, "count": int(len(val_ids)), "grid": grid,
+                    "results": found["results"]}
     setting = {k: best[k] for k in IMAGE_KEYS[method]}
 
     tic = time.perf_counter()
@@ -160,21 +192,20 @@ def run_baseline(method: str, data: Sequence[str], labels: Sequence[str], split:
     true_masks = read_samples(index, ids, "crack_mask")
     preds, pixel = mask_scores(preds, scores, true_masks,
                                {"box": best["alpha_box"], "pixel": best["alpha_pixel"],
-                                "chosen_on": search_subset})
+                                "chosen_on": searched.get("subset") or search_subset})
     preds["pred_mask_prob"].attrs["long_name"] = ("brightest image pixel in the cell / image "
                                                   "maximum (not a probability)")
     info = {
         "arch": name or method, "method": method, "target": "image",
         "hyperparameters": {**setting, "alpha_box": best["alpha_box"],
                             "alpha_pixel": best["alpha_pixel"]},
-        "search": {"subset": search_subset, "count": int(len(val_ids)), "grid": grid,
-                   "results": found["results"]},
+        "search": searched,
         "geometry": {k: (v.tolist() if isinstance(v, np.ndarray) else v)
                      for k, v in setup["geometry"].items()},
         "params": {"trainable": 0, "non_trainable": 0, "total": 0}, "epochs": 0,
         "training_seconds": search_seconds,
     }
     result = {**summarise(preds, info, subset, len(split_dict[subset]), seconds), **pixel,
-              "device": "cpu"}
+              "split": str(split), "device": "cpu"}
     return write_evaluation(out_dir, preds, result, true_masks, thresholds, name or method,
                             history_csv=None)

@@ -31,6 +31,13 @@ def check_config(config):
             f"config: figures.samples {bad} are outside dataset.samples = {samples} "
             f"(valid indices 0..{samples - 1})"
         )
+    heldout = config["evaluation"].get("heldout")
+    if heldout and heldout["start"] < samples:
+        stop = heldout["start"] + heldout["samples"]
+        raise WorkflowError(
+            f"config: evaluation.heldout samples [{heldout['start']}, {stop}) overlap the "
+            f"dataset's [0, {samples}) (dataset.samples); set evaluation.heldout.start >= {samples}"
+        )
     cracks = config["simulation"]["cracks"]
     if not cracks.get("families") and not cracks.get("fixed"):
         raise WorkflowError(
@@ -81,6 +88,34 @@ def position_in_shard(wildcards):
 
 SHARD_FILES = expand("results/data/shard-{shard}.nc", shard=SHARDS)
 LABEL_FILES = expand("results/labels/shard-{shard}.nc", shard=SHARDS)
+
+
+# ---------------------------------------------------------------- held-out set (optional)
+# evaluation.heldout: samples [start, start + samples) in shards of shard_size, numbered
+# from 0 under results/heldout/; absent, the held-out rules exist but nothing requests them.
+HELDOUT = config["evaluation"].get("heldout")
+HELDOUT_SHARDS = (
+    [f"{i:04d}" for i in range(math.ceil(HELDOUT["samples"] / HELDOUT["shard_size"]))]
+    if HELDOUT
+    else []
+)
+HELDOUT_SHARD_FILES = expand("results/heldout/data/shard-{shard}.nc", shard=HELDOUT_SHARDS)
+HELDOUT_LABEL_FILES = expand("results/heldout/labels/shard-{shard}.nc", shard=HELDOUT_SHARDS)
+HELDOUT_SPLIT = "results/heldout/split/split.json"
+
+
+def heldout_shard_range(wildcards):
+    """`START:STOP` global sample indices of held-out shard `wildcards.shard`."""
+    if not HELDOUT:
+        raise WorkflowError("results/heldout/ needs the config section evaluation.heldout")
+    first = int(wildcards.shard) * HELDOUT["shard_size"]
+    if first >= HELDOUT["samples"]:
+        raise WorkflowError(
+            f"held-out shard-{wildcards.shard} starts beyond evaluation.heldout.samples = "
+            f"{HELDOUT['samples']} ({len(HELDOUT_SHARDS)} shards)"
+        )
+    start = HELDOUT["start"] + first
+    return f"{start}:{HELDOUT['start'] + min(first + HELDOUT['shard_size'], HELDOUT['samples'])}"
 
 
 # ---------------------------------------------------------------- train / evaluate
@@ -142,6 +177,22 @@ def evaluate_input(wildcards):
     }
 
 
+def heldout_evaluate_input(wildcards):
+    """A model's held-out inputs: the held-out data, its all-test split, the checkpoint, and
+    the main evaluation's metrics.json (mask thresholds chosen on the main split's val)."""
+    return {
+        "data": HELDOUT_SHARD_FILES,
+        "labels": HELDOUT_LABEL_FILES,
+        "split": HELDOUT_SPLIT,
+        "checkpoint": f"results/models/{wildcards.model}/checkpoint.pt",
+        "chosen": f"results/eval/{wildcards.model}/metrics.json",
+    }
+
+
+def baseline_method(wildcards):
+    return BASELINES[wildcards.baseline]["method"]
+
+
 def baseline_flags(wildcards):
     """`python -m model baseline` options of one configured baseline (its method first)."""
     b = BASELINES[wildcards.baseline]
@@ -172,4 +223,9 @@ def get_final_output():
             kind=["traces", "snapshots"],
         ),
     ]
+    if HELDOUT:
+        outputs += expand(
+            "results/heldout/compare/{name}",
+            name=["table.csv", "table.md", "iou_vs_crack_size.png", "loss_curves.png"],
+        )
     return outputs

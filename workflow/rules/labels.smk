@@ -41,3 +41,42 @@ rule split:
     shell:
         "python -m model split --labels {input} --out {output}"
         " --fractions {params.fractions} --seed {params.seed} > {log} 2>&1"
+
+
+rule heldout_labels:
+    input:
+        "results/heldout/data/shard-{shard}.nc",
+    output:
+        "results/heldout/labels/shard-{shard}.nc",
+    log:
+        "logs/labels/heldout-shard-{shard}.log",
+    benchmark:
+        "benchmarks/labels/heldout-shard-{shard}.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../../envs/crackpoint.yaml"
+    shell:
+        "python -m model labels {input} --out {output} > {log} 2>&1"
+
+
+rule heldout_split:
+    """Every held-out sample in `test` (train and val empty): they are only scored."""
+    input:
+        HELDOUT_LABEL_FILES,
+    output:
+        HELDOUT_SPLIT,
+    log:
+        "logs/split/heldout.log",
+    benchmark:
+        "benchmarks/split/heldout.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    conda:
+        "../../envs/crackpoint.yaml"
+    shell:
+        "python -m model split --labels {input} --out {output} --fractions 0 0 1 > {log} 2>&1"

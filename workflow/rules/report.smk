@@ -44,6 +44,44 @@ rule compare:
         " --histories {input.histories} --out-dir {params.out_dir} > {log} 2>&1"
 
 
+rule compare_heldout:
+    """The comparison on the held-out samples (evaluation.heldout): same table and figures."""
+    input:
+        metrics=expand("results/heldout/eval/{model}/metrics.json", model=SCORED),
+        tables=expand("results/heldout/eval/{model}/table1.csv", model=SCORED),
+        predictions=expand("results/heldout/eval/{model}/predictions.nc", model=SCORED),
+        histories=expand("results/models/{model}/history.csv", model=MODELS),
+    output:
+        table_csv="results/heldout/compare/table.csv",
+        table_md=report(
+            "results/heldout/compare/table.md",
+            caption="../report/heldout_compare.rst",
+            category="6. Held-out",
+        ),
+        iou_vs_size=report(
+            "results/heldout/compare/iou_vs_crack_size.png",
+            caption="../report/iou_vs_crack_size.rst",
+            category="6. Held-out",
+        ),
+        loss_curves="results/heldout/compare/loss_curves.png",
+    params:
+        eval_dirs=expand("results/heldout/eval/{model}", model=SCORED),
+        out_dir=subpath(output.table_csv, parent=True),
+    log:
+        "logs/report/compare-heldout.log",
+    benchmark:
+        "benchmarks/report/compare-heldout.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../../envs/crackpoint.yaml"
+    shell:
+        "python -m model compare --eval-dirs {params.eval_dirs}"
+        " --histories {input.histories} --out-dir {params.out_dir} > {log} 2>&1"
+
+
 rule sample_figures:
     """Sensor traces and wavefield snapshots of one sample (global index), by the solver."""
     input:

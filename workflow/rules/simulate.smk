@@ -45,6 +45,29 @@ rule simulate_shard:
         " --samples {params.samples} --workers {threads} --quiet > {log} 2>&1"
 
 
+rule simulate_heldout_shard:
+    """Held-out samples START:STOP (evaluation.heldout), same solver config and CLI."""
+    input:
+        config="results/config/simulation.yaml",
+    output:
+        "results/heldout/data/shard-{shard}.nc",
+    params:
+        samples=heldout_shard_range,
+    log:
+        "logs/simulate/heldout-shard-{shard}.log",
+    benchmark:
+        "benchmarks/simulate/heldout-shard-{shard}.tsv"
+    threads: config["dataset"]["workers"]
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    conda:
+        "../../envs/crackpoint.yaml"
+    shell:
+        "python -m dlem simulate --config {input.config} --out {output}"
+        " --samples {params.samples} --workers {threads} --quiet > {log} 2>&1"
+
+
 rule simulate_pristine:
     """The same plate without a crack: the reference wavefield (one sample)."""
     input:
