@@ -1,11 +1,47 @@
-"""Command line: ``python -m dlem simulate|inspect|plot``."""
+"""Command line: ``python -m dlem simulate|inspect|plot``.
+
+Every expected failure ends in one line on stderr naming the problem and the path, exit
+status 2: a bad config, an unreadable, unfinished or non-finite shard, an OS fault (no
+permission, a folder where a file goes, a full disk, a read-only file system). SIGTERM is
+turned into ``Terminated`` so that the temporary output is removed as on Ctrl-C (exit
+status 143, or 130 on Ctrl-C).
+"""
 
 from __future__ import annotations
 
+import _thread
 import argparse
+import signal
 import sys
+import threading
+import time
 
 from . import config as config_mod
+from .files import describe_os_error
+
+
+REDELIVER_S = 2.0   # SIGTERM is raised again after this long if the process still runs
+_redelivering = threading.Event()
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that ``finally`` blocks clean up."""
+
+
+def _raise_terminated(signum, frame):
+    """SIGTERM handler: raise ``Terminated``. A library with a bare ``except:`` on the way
+    (netCDF4's indexing helpers) can swallow it, so a daemon thread delivers the signal
+    again every ``REDELIVER_S`` seconds until the process has ended."""
+    if not _redelivering.is_set():
+        _redelivering.set()
+        threading.Thread(target=_redeliver, args=(signum,), daemon=True).start()
+    raise Terminated
+
+
+def _redeliver(signum: int) -> None:
+    while True:
+        time.sleep(REDELIVER_S)
+        _thread.interrupt_main(signum)  # runs the handler again; nothing under SIG_DFL
 
 
 def _range(text: str) -> tuple[int, int]:
@@ -47,6 +83,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         if args.command == "simulate":
             from .dataset import write_shard
@@ -63,7 +100,15 @@ def main(argv: list[str] | None = None) -> int:
             for path in plot_sample(args.shard, args.sample, args.traces, args.snapshots,
                                     args.times):
                 print(f"wrote {path}")
-    except (config_mod.ConfigError, ValueError, FileNotFoundError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
+    except OSError as err:
+        print(f"python -m dlem {args.command}: error: {describe_os_error(err)}", file=sys.stderr)
         return 2
+    except (config_mod.ConfigError, ValueError) as err:
+        print(f"python -m dlem {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as err:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # cleaned up: no redelivery
+        why = "terminated (SIGTERM)" if isinstance(err, Terminated) else "interrupted"
+        print(f"python -m dlem {args.command}: {why}; unfinished output removed", file=sys.stderr)
+        return 143 if isinstance(err, Terminated) else 130
     return 0

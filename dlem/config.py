@@ -2,14 +2,16 @@
 
 The schema ``dlem/schema/simulation.schema.yaml`` is the single description of every key; the
 Snakemake workflow validates its ``simulation:`` section against the same file. On top of the
-schema this module checks what a schema cannot: registered crack geometries, the parameters
-each geometry needs, sources and fixed cracks inside the plate.
+schema this module checks what a schema cannot: every number finite (no ``.nan``/``.inf``),
+registered crack geometries, the parameters each geometry needs, sources and fixed cracks
+inside the plate.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import math
 import re
 from pathlib import Path
 
@@ -62,13 +64,31 @@ def _fill_defaults(node: dict, sch: dict, root: dict) -> None:
                     _fill_defaults(elem, items, root)
 
 
+def non_finite_keys(node, where: str = "") -> list[str]:
+    """Dotted keys (``sources[0].amplitude``) of every number in ``node`` that is NaN or
+    infinite, as YAML's ``.nan`` and ``.inf`` give; JSON Schema's ``type: number`` admits
+    them and a bound such as ``exclusiveMinimum`` does not compare NaN."""
+    if isinstance(node, dict):
+        return [k for key, sub in node.items()
+                for k in non_finite_keys(sub, f"{where}.{key}" if where else str(key))]
+    if isinstance(node, list):
+        return [k for i, sub in enumerate(node) for k in non_finite_keys(sub, f"{where}[{i}]")]
+    if isinstance(node, float) and not math.isfinite(node):
+        return [f"{where or '<top>'}={node}"]
+    return []
+
+
 def validate(cfg: dict) -> dict:
     """Return the resolved config (defaults filled in) or raise ConfigError naming the key."""
+    bad = non_finite_keys(cfg)
+    if bad:
+        raise ConfigError(f"invalid simulation config: every number must be finite, got "
+                          f"{', '.join(bad[:5])}{' ...' if len(bad) > 5 else ''}")
     sch = schema()
     errors = sorted(jsonschema.Draft202012Validator(sch).iter_errors(cfg), key=lambda e: list(e.path))
     if errors:
-        lines = [f"  at '{'.'.join(map(str, e.path)) or '<top>'}': {e.message}" for e in errors[:10]]
-        raise ConfigError("invalid simulation config:\n" + "\n".join(lines))
+        parts = [f"at '{'.'.join(map(str, e.path)) or '<top>'}': {e.message}" for e in errors[:10]]
+        raise ConfigError("invalid simulation config: " + "; ".join(parts))
     cfg = copy.deepcopy(cfg)
     _fill_defaults(cfg, sch, sch)
     _check_semantics(cfg)

@@ -7,11 +7,11 @@ A sample is fully defined by (config, sample index): its seed is drawn from
 
 from __future__ import annotations
 
+import ctypes
 import datetime as _dt
 import json
 import multiprocessing as mp
-import os
-from contextlib import contextmanager
+import signal
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -24,6 +24,7 @@ from tqdm import tqdm
 from . import __version__
 from . import config as config_mod
 from .cracks import PARAMS, Crack, cut_elements, rasterize, sample_cracks
+from .files import COMPLETE_ATTR, atomic_file
 from .lattice import Lattice, build_lattice, stable_dt, stiffness_blocks
 from .sensors import nearest_nodes, sensor_grid
 from .solver import Simulation, damping_profile
@@ -32,6 +33,7 @@ from .source import PointSource, source_forces
 MAX_VERTICES = 48
 WAVEFIELD_DIMS = ("sample", "time", "sensor", "component")
 WAVEFIELD_ATTRS = {"units": "m", "long_name": "displacement at the sensors"}
+PR_SET_PDEATHSIG = 1    # prctl option: signal this process when its parent dies
 
 
 @dataclass
@@ -177,6 +179,18 @@ def _work(args):
     return simulate_wavefield(cfg, index, pristine)
 
 
+def _quiet_worker() -> None:
+    """Pool worker set-up: die by SIGTERM without a traceback (the parent terminates the
+    pool when it stops), leave Ctrl-C to the parent, and get SIGTERM when the parent dies
+    (Linux), so no orphan writes into a closed pipe."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM))
+    except (OSError, AttributeError):
+        pass
+
+
 def wavefields(cfg: dict, indices, workers: int = 1, pristine: bool = False,
                progress: bool = True):
     """Yield the wavefields of ``indices`` in order, simulated by ``workers`` processes
@@ -186,7 +200,7 @@ def wavefields(cfg: dict, indices, workers: int = 1, pristine: bool = False,
     if workers <= 1:
         yield from (_work(j) for j in tqdm(jobs, **bar))
         return
-    with mp.get_context("fork").Pool(workers) as pool:
+    with mp.get_context("fork").Pool(workers, initializer=_quiet_worker) as pool:
         yield from tqdm(pool.imap(_work, jobs), **bar)
 
 
@@ -257,33 +271,20 @@ def to_dataset(cfg: dict, samples: list[dict], indices: np.ndarray,
     return ds
 
 
-@contextmanager
-def atomic_file(path: str | Path):
-    """Yield a temporary path beside ``path``, renamed to it on success and removed on any
-    error or interruption: a file at ``path`` is always complete."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def _encoding(ds: xr.Dataset) -> dict:
     return {v: {"zlib": True, "complevel": 4} for v in ds.data_vars}
 
 
 def write_atomic(ds: xr.Dataset, path: str | Path) -> None:
     """Write a whole ``ds`` to NetCDF (zlib, one chunk per sample for the wavefield),
-    atomically."""
+    atomically, with ``complete = 1`` set last."""
     encoding = _encoding(ds)
     if "wavefield" in ds:
         encoding["wavefield"]["chunksizes"] = (1,) + ds["wavefield"].shape[1:]
     with atomic_file(path) as tmp:
         ds.to_netcdf(tmp, engine="netcdf4", encoding=encoding)
+        with netCDF4.Dataset(tmp, "a") as nc:
+            nc.setncattr(COMPLETE_ATTR, 1)
 
 
 def write_shard(cfg: dict, out: str | Path, start: int, stop: int, workers: int = 1,
@@ -291,7 +292,9 @@ def write_shard(cfg: dict, out: str | Path, start: int, stop: int, workers: int 
     """Simulate samples ``start..stop-1`` (or the one pristine sample) and write the shard.
 
     The labels are written first; each wavefield is appended (compressed) as it arrives
-    from the workers, so writing overlaps simulating and memory holds one sample at a time.
+    from the workers, so writing overlaps simulating and memory holds one sample at a time;
+    the global attribute ``complete = 1`` is set after the last one (``files.atomic_file``
+    explains how an interrupted write is cleaned up).
     Returns the shard's dataset without the wavefield.
     """
     if pristine:
@@ -307,4 +310,5 @@ def write_shard(cfg: dict, out: str | Path, start: int, stop: int, workers: int 
             var.setncatts(WAVEFIELD_ATTRS)
             for k, field in enumerate(wavefields(cfg, indices, workers, pristine, progress)):
                 var[k] = field
+            nc.setncattr(COMPLETE_ATTR, 1)     # last: a shard without it is unfinished
     return ds
