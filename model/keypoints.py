@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from model.io import SHARD_LABEL_VARIABLES, open_checked, write_netcdf_atomic
+from model.io import (SHARD_LABEL_VARIABLES, check_finite, open_checked, reading,
+                      write_netcdf_atomic)
 
 BOX_COORDS = ("xmin", "ymin", "xmax", "ymax")
 MARGIN_CELLS = 1
@@ -119,10 +120,12 @@ def write_labels(shard_path: str | os.PathLike, out_path: str | os.PathLike) -> 
     """Write the labels NetCDF of one shard to `out_path` atomically; return the path.
 
     The file is written to a temporary name in the same folder, then renamed, so a reader
-    never sees a half-written file.
+    never sees a half-written file. A non-finite `crack_size` is refused, naming the sample.
     """
     shard_path, out_path = Path(shard_path), Path(out_path)
-    with open_checked(shard_path, SHARD_LABEL_VARIABLES, "shard") as shard:
+    with open_checked(shard_path, SHARD_LABEL_VARIABLES, "shard") as shard, \
+            reading(shard_path, "the crack labels"):
+        check_finite(shard["crack_size"].values, shard_path, "crack_size", shard["sample"].values)
         labels = labels_dataset(shard, str(shard_path))
     write_netcdf_atomic(labels, out_path)
     return out_path

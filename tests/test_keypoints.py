@@ -55,13 +55,15 @@ def test_values_other_than_one_are_not_crack_cells():
     assert mask_to_box(np.full((16, 16), 2, np.uint8)) is None
 
 
-def test_batched_boxes_match_single_and_empty_rows_are_nan():
+def test_batched_boxes_are_worked_per_row_and_empty_rows_are_nan():
     masks = np.stack([_mask([(9, 5)]), np.zeros((16, 16), np.uint8), _mask([(0, 0), (3, 7)])])
     boxes = masks_to_boxes(masks)
     assert boxes.shape == (3, 4)
     assert np.isnan(boxes[1]).all()
-    for i in (0, 2):
-        np.testing.assert_allclose(boxes[i], mask_to_box(masks[i]))
+    # row 0: column 5 -> [4, 7], row 9 -> [8, 11]; row 2: columns 0..7 -> [0 (clipped), 9],
+    # rows 0..3 -> [0 (clipped), 5]
+    np.testing.assert_allclose(boxes[0], np.array([4, 8, 7, 11]) / 16)
+    np.testing.assert_allclose(boxes[2], np.array([0, 0, 9, 5]) / 16)
 
 
 def test_box_to_mask_marks_cells_sharing_area_only():
@@ -98,7 +100,10 @@ def test_labels_file_follows_the_contract(contract_data):
         assert labels["n_cracks"].dtype == np.int32
         np.testing.assert_array_equal(labels["has_crack"], shard["n_cracks"] > 0)
         assert np.isnan(labels["box"].values[~labels["has_crack"].values]).all()
-        np.testing.assert_allclose(labels["box"].values[3], mask_to_box(shard["crack_mask"].values[3]))
+        rows, cols = np.nonzero(shard["crack_mask"].values[3] == 1)  # the rule, by hand
+        expected = [max(cols.min() - 1, 0), max(rows.min() - 1, 0), min(cols.max() + 2, 16),
+                    min(rows.max() + 2, 16)]
+        np.testing.assert_allclose(labels["box"].values[3], np.array(expected) / 16)
         np.testing.assert_array_equal(labels["crack_size"], shard["crack_size"])
         assert labels["crack_size"].attrs["units"] == "m"
         assert all("units" in labels[v].attrs for v in ("box", "has_crack", "n_cracks"))
