@@ -6,9 +6,13 @@ MSE loss, backward, update) in train mode and `--steps` timed forward passes in 
 under `torch.no_grad()`. FLOPs of one forward pass are counted with
 `torch.utils.flop_counter.FlopCounterMode` (convolutions and matrix products; a multiply-add
 counts 2); the training FLOP rate assumes backward = 2 x forward, i.e.
-`3 x forward FLOP x train samples/s`.
+`3 x forward FLOP x train samples/s`. `--channels-last` runs the network on channels-last
+tensors (what `python -m model train` does on a CPU). The SGEMM roof is measured in the same
+run: the GFLOP/s of `torch.mm` on two 2048 x 2048 float32 matrices with the same threads, so
+`roof_share` = achieved / roof compares like with like on any machine.
 
-    python bench/train.py [--batch-size 8] [--steps 3] [--threads N] [--device cpu] [--json]
+    python bench/train.py [--batch-size 8] [--steps 3] [--threads N] [--channels-last]
+                          [--device cpu] [--json]
 
 The last line of `--json` output is one JSON object.
 """
@@ -54,11 +58,19 @@ def _timed(fn, steps: int, device: torch.device) -> float:
     return (time.perf_counter() - tic) / steps
 
 
+def sgemm_gflops(device: torch.device, n: int = 2048, steps: int = 5) -> float:
+    """GFLOP/s of an n x n float32 matrix product (2 n^3 flop) on `device`."""
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    return 2 * n**3 / _timed(lambda: torch.mm(a, b), steps, device) / 1e9
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--batch-size", type=int, default=8, help="samples per step")
     parser.add_argument("--steps", type=int, default=3, help="timed steps (after one warm-up)")
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--channels-last", action="store_true",
+                        help="channels-last memory format for model and input")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--json", action="store_true", help="end with one JSON line")
     args = parser.parse_args(argv)
@@ -68,6 +80,8 @@ def main(argv: list[str] | None = None) -> dict:
     torch.manual_seed(0)
     model = MicroCrackPointNet().to(device)
     x = torch.randn(args.batch_size, *INPUT_SHAPE, device=device)
+    if args.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     y = torch.rand(args.batch_size, 4, device=device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
 
@@ -86,12 +100,16 @@ def main(argv: list[str] | None = None) -> dict:
     model.eval()
     eval_s = _timed(eval_step, args.steps, device)
     train_rate = args.batch_size / train_s
+    roof = sgemm_gflops(device)
     result = {
         "train_samples_per_s": round(train_rate, 3),
         "eval_samples_per_s": round(args.batch_size / eval_s, 3),
         "params": parameter_counts(model)["total"],
         "gflop_per_sample": round(flop / 1e9, 4),
         "achieved_gflops": round(3 * flop * train_rate / 1e9, 3),
+        "sgemm_roof_gflops": round(roof, 1),
+        "roof_share": round(3 * flop * train_rate / 1e9 / roof, 3),
+        "channels_last": args.channels_last,
         "batch_size": args.batch_size,
         "device": str(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
     }
@@ -100,7 +118,8 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"  forward: {result['gflop_per_sample']} GFLOP/sample (FlopCounterMode); "
           f"params {result['params']:,} (incl. BatchNorm running stats)")
     print(f"  train: {result['train_samples_per_s']} samples/s -> "
-          f"{result['achieved_gflops']} GFLOP/s (3 x forward)")
+          f"{result['achieved_gflops']} GFLOP/s (3 x forward) = {result['roof_share']:.0%} of "
+          f"the SGEMM roof ({result['sgemm_roof_gflops']} GFLOP/s)")
     print(f"  eval:  {result['eval_samples_per_s']} samples/s")
     if args.json:
         print(json.dumps(result))

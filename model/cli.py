@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from collections.abc import Sequence
 
-from model.data import REFERENCES, SUBSETS, load_labels, make_split, write_split
-from model.io import DataError
+from model.data import REFERENCES, SCALINGS, SUBSETS, load_labels, make_split, write_split
+from model.io import (DataError, Terminated, check_output_dir, check_output_file,
+                      describe_os_error, raise_terminated)
 from model.losses import LOSSES
 from model.baselines import METHODS
 from model.metrics import DEFAULT_SIZE_THRESHOLDS
@@ -93,7 +95,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stop after this many epochs without a better validation loss")
     p.add_argument("--seed", type=int, default=0, help="seed of weights, shuffling, dropout")
     p.add_argument("--reference", default="none", choices=REFERENCES,
-                   help="subtract: feed the scattered field (wavefield - pristine reference)")
+                   help="what is subtracted from every wavefield: subtract = the pristine "
+                        "plate (feeds the scattered field), mean = the mean wavefield of the "
+                        "training samples")
+    p.add_argument("--scaling", default="component", choices=SCALINGS,
+                   help="how the difference is scaled: component = one mean/std per "
+                        "displacement component, sensor = per sensor and component, trace "
+                        "= each trace to unit RMS")
+    p.add_argument("--no-cache", action="store_true",
+                   help="read every sample from its shard in every epoch instead of keeping "
+                        "the conditioned inputs in memory (1.3 MB a sample; speed only)")
+    p.add_argument("--warmup-epochs", type=float, default=0.0,
+                   help="linear learning-rate warm-up before the cosine decay, in epochs")
     p.add_argument("--pristine", metavar="PRISTINE.nc",
                    help="pristine reference file (one uncracked sample); needed by --reference subtract")
     p.add_argument("--resume", action="store_true",
@@ -123,6 +136,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="mask models: binarise the crack probability at P for both the box "
                         "and the pixel IoU, instead of choosing each threshold on the "
                         "validation subset")
+    p.add_argument("--from-metrics", metavar="METRICS.json",
+                   help="mask models: take both thresholds from this metrics.json of the "
+                        "same architecture (e.g. the main split's results/eval/NAME/"
+                        "metrics.json) instead of choosing them; box models: only checked")
 
     p = sub.add_parser("baseline", formatter_class=FORMATTER,
                        help="classical damage imaging (RAPID, delay-and-sum), scored like a model",
@@ -144,6 +161,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grid", default="{}", metavar="JSON",
                    help="override search grids, e.g. '{\"beta\": [1.05, 1.2], \"alpha\": [0.9]}'; "
                         "rapid: beta, alpha; das: speed (p|s), t_max [s], alpha")
+    p.add_argument("--from-metrics", metavar="METRICS.json",
+                   help="skip the search: reuse the hyperparameters in this metrics.json, "
+                        "written by an earlier run of the same method (e.g. on the main "
+                        "split's validation subset)")
     p.add_argument("--size-thresholds", nargs="+", type=float,
                    default=list(DEFAULT_SIZE_THRESHOLDS), metavar="M",
                    help="Table-1 rows: crack size (total length, m) greater than each value")
@@ -182,7 +203,8 @@ def _run_train(args: argparse.Namespace) -> None:
         lr=args.lr, weight_decay=args.weight_decay, loss=args.loss, huber_delta=args.huber_delta,
         bce_weight=args.bce_weight, dice_weight=args.dice_weight,
         scheduler=args.scheduler, patience=args.patience, seed=args.seed, device=args.device,
-        workers=args.workers, reference=args.reference)
+        workers=args.workers, reference=args.reference, scaling=args.scaling,
+        warmup_epochs=args.warmup_epochs, cache=not args.no_cache)
     state = train(args.data, args.labels, args.split, args.out_dir, config, pristine=args.pristine,
                   resume=args.resume, stop_after=args.stop_after, progress=not args.no_progress,
                   state_path=args.state)
@@ -196,7 +218,7 @@ def _run_evaluate(args: argparse.Namespace) -> None:
     result = evaluate(args.data, args.labels, args.split, args.checkpoint, args.out_dir,
                       subset=args.subset, thresholds=args.size_thresholds,
                       batch_size=args.batch_size, device=args.device, workers=args.workers,
-                      mask_threshold=args.mask_threshold)
+                      mask_threshold=args.mask_threshold, from_metrics=args.from_metrics)
     print(json.dumps({k: result[k] for k in ("count", "IoU", "Purity", "Integrity", "pixel_IoU")
                       if k in result}))
 
@@ -207,7 +229,8 @@ def _run_baseline(args: argparse.Namespace) -> None:
     result = run_baseline(args.method, args.data, args.labels, args.split, args.pristine,
                           args.out_dir, subset=args.subset, search_subset=args.search_subset,
                           thresholds=args.size_thresholds,
-                          grid=_json_object(args.grid, "--grid"), name=args.name)
+                          grid=_json_object(args.grid, "--grid"), name=args.name,
+                          from_metrics=args.from_metrics)
     print(json.dumps({"hyperparameters": result["hyperparameters"],
                       **{k: result[k] for k in ("count", "IoU", "Purity", "Integrity", "pixel_IoU")}}))
 
@@ -219,10 +242,21 @@ def _run_compare(args: argparse.Namespace) -> None:
     print(f"compared {len(args.eval_dirs)} models: {', '.join(map(str, out))}")
 
 
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Refuse, before any work, an --out that is a folder or an --out-dir that is a file."""
+    for name in ("out", "state"):
+        if getattr(args, name, None):
+            check_output_file(getattr(args, name))
+    if getattr(args, "out_dir", None):
+        check_output_dir(args.out_dir)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, raise_terminated)  # cleanup runs as on Ctrl-C
     try:
+        _check_outputs(args)
         if args.command == "labels":
             from model.keypoints import write_labels
             write_labels(args.shard, args.out)
@@ -241,4 +275,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (DataError, ValueError) as err:
         print(f"python -m model {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:
+        print(f"python -m model {args.command}: error: {describe_os_error(err)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as err:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # cleaned up: no redelivery
+        why = "terminated (SIGTERM)" if isinstance(err, Terminated) else "interrupted"
+        print(f"python -m model {args.command}: {why}; unfinished output removed", file=sys.stderr)
+        return 143 if isinstance(err, Terminated) else 130
     return 0

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,8 +24,8 @@ import torch
 import xarray as xr
 from torch.utils.data import Dataset
 
-from model.io import (LABEL_VARIABLES, SHARD_VARIABLES, DataError, open_checked,
-                      write_text_atomic)
+from model.io import (LABEL_VARIABLES, SHARD_VARIABLES, DataError, check_finite, open_checked,
+                      reading, write_text_atomic)
 
 SUBSETS = ("train", "val", "test")
 # netCDF-C gives every variable of every open file a chunk cache (64 MiB by default); with all
@@ -33,9 +34,11 @@ SUBSETS = ("train", "val", "test")
 # at a time. Set for the process, before any file is opened by this package.
 CHUNK_CACHE_BYTES = 4 * 2**20
 netCDF4.set_chunk_cache(CHUNK_CACHE_BYTES)
-REFERENCES = ("none", "subtract")
+REFERENCES = ("none", "subtract", "mean")  # what is subtracted before scaling (see condition)
+SCALINGS = ("component", "sensor", "trace")     # how the difference is scaled (see condition)
 TARGETS = ("box", "mask")  # what a model predicts: key-point boxes or the 16x16 crack mask
-STAT_DIMS = ("sample", "time", "sensor")
+# dimensions each scaling's mean and standard deviation are taken over (trace: none, see condition)
+STAT_DIMS = {"component": ("sample", "time", "sensor"), "sensor": ("sample", "time")}
 
 
 @dataclass
@@ -66,7 +69,11 @@ def load_labels(paths: Sequence[str | os.PathLike]) -> Labels:
     parts = []
     for path in paths:
         with open_checked(path, LABEL_VARIABLES, "labels") as ds:
-            parts.append({name: ds[name].values for name in LABEL_VARIABLES})
+            part = {name: ds[name].values for name in LABEL_VARIABLES}
+        check_finite(part["crack_size"], path, "crack_size", part["sample"])
+        has = part["has_crack"].astype(bool)
+        check_finite(part["box"][has], path, "box", part["sample"][has])
+        parts.append(part)
     if not parts:
         raise DataError("no label files given")
     merged = {name: np.concatenate([p[name] for p in parts]) for name in LABEL_VARIABLES}
@@ -204,7 +211,8 @@ def read_reference(path: str | os.PathLike, wave_shape: tuple[int, int, int]) ->
         if ds.sizes["sample"] != 1 or int(ds["n_cracks"].values[0]) != 0:
             raise DataError(f"pristine reference {path} must hold exactly one sample with "
                             f"n_cracks = 0 (has {ds.sizes['sample']} sample(s))")
-        reference = ds["wavefield"].values[0].astype(np.float32)
+        with reading(path, "wavefield"):
+            reference = check_finite(ds["wavefield"].values[0], path, "wavefield").astype(np.float32)
     if reference.shape != tuple(wave_shape):
         raise DataError(f"pristine reference {path} has wavefield shape {reference.shape}, "
                         f"the shards have {tuple(wave_shape)}")
@@ -212,28 +220,76 @@ def read_reference(path: str | os.PathLike, wave_shape: tuple[int, int, int]) ->
 
 
 def normalisation_stats(index: ShardIndex, sample_ids: np.ndarray,
-                        reference: np.ndarray | None = None,
-                        chunk_samples: int = 16) -> dict[str, list[float]]:
-    """Per-component mean and standard deviation [m] of the (reference-subtracted) wavefield.
+                        reference: np.ndarray | None = None, scaling: str = "component",
+                        chunk_samples: int = 16) -> dict:
+    """Mean and standard deviation [m] of the (reference-subtracted) wavefield for `scaling`.
 
-    Computed over `sample_ids` (the training split) and all times and sensors, streamed with
-    dask in chunks of `chunk_samples` samples. A zero standard deviation is replaced by 1.
-    The synchronous scheduler keeps every HDF5 call on this thread: HDF5 is not thread-safe
-    and the Dataset's own netCDF4 handles do not take xarray's lock.
+    `component`: one value per displacement component, over `sample_ids` (the training
+    split), all times and sensors -> lists of length 2. `sensor`: one value per sensor and
+    component, over the samples and times -> `(sensor, component)` nested lists. `trace`:
+    no statistics (each trace is scaled by its own RMS in `condition`), mean 0 and std 1
+    per component. Streamed with dask in chunks of `chunk_samples` samples; a zero standard
+    deviation is replaced by 1. The synchronous scheduler keeps every HDF5 call on this
+    thread: HDF5 is not thread-safe and the Dataset's own netCDF4 handles do not take
+    xarray's lock. The result records `scaling`.
     """
+    if scaling not in SCALINGS:
+        raise ValueError(f"scaling must be one of {SCALINGS}, got {scaling!r}")
+    if scaling == "trace":
+        return {"mean": [0.0, 0.0], "std": [1.0, 1.0], "scaling": "trace"}
+    with _training_wavefield(index, sample_ids, chunk_samples) as field:
+        if reference is not None:
+            field = field - xr.DataArray(reference, dims=("time", "sensor", "component"))
+        dims = STAT_DIMS[scaling]
+        stats = xr.Dataset({"mean": field.mean(dims), "std": field.std(dims),
+                            "finite": np.isfinite(field).all(("time", "sensor", "component"))})
+        with reading(index.paths, "the training wavefields"):
+            stats = stats.compute(scheduler="synchronous")
+    bad = stats["sample"].values[~stats["finite"].values]
+    if bad.size:
+        raise DataError(f"{sorted({index.paths[s] for s in index.locate(bad)[0]})}: wavefield "
+                        f"of training sample(s) {bad[:5].tolist()} holds NaN or inf")
+    std = stats["std"].values
+    return {"mean": stats["mean"].values.tolist(), "std": np.where(std > 0, std, 1.0).tolist(),
+            "scaling": scaling}
+
+
+@contextmanager
+def _training_wavefield(index: ShardIndex, sample_ids: np.ndarray, chunk_samples: int):
+    """The lazy float64 `wavefield` of `sample_ids` (sorted), dask-chunked by sample."""
     wavefield = xr.open_mfdataset(
         index.paths, combine="nested", concat_dim="sample", chunks={"sample": chunk_samples},
         preprocess=lambda ds: ds[["wavefield"]], data_vars="minimal", coords="minimal",
         compat="override", engine="netcdf4",
     )["wavefield"]
     with wavefield:
-        field = wavefield.sel(sample=np.sort(sample_ids)).astype(np.float64)
-        if reference is not None:
-            field = field - xr.DataArray(reference, dims=("time", "sensor", "component"))
-        stats = xr.Dataset({"mean": field.mean(STAT_DIMS), "std": field.std(STAT_DIMS)})
-        stats = stats.compute(scheduler="synchronous")
-    std = stats["std"].values
-    return {"mean": stats["mean"].values.tolist(), "std": np.where(std > 0, std, 1.0).tolist()}
+        yield wavefield.sel(sample=np.sort(np.asarray(sample_ids, np.int64))).astype(np.float64)
+
+
+def mean_wavefield(index: ShardIndex, sample_ids: np.ndarray, chunk_samples: int = 16) -> np.ndarray:
+    """The mean wavefield `(time, sensor, component)` float32 [m] over `sample_ids` (the
+    training split): the part of every sample that does not depend on the crack, a
+    reference that needs no pristine plate (`reference = "mean"`)."""
+    with _training_wavefield(index, sample_ids, chunk_samples) as field:
+        mean = field.mean("sample").compute(scheduler="synchronous")
+    return mean.values.astype(np.float32)
+
+
+def condition(field: np.ndarray, offset: np.ndarray, inv_std: np.ndarray,
+              scaling: str) -> np.ndarray:
+    """The network input from one wavefield `(time, sensor, component)` [m], float32.
+
+    `(field - offset) * inv_std`, where `offset` (the reference wavefield plus the mean)
+    and `inv_std` broadcast against the field; with `scaling = "trace"` each
+    `(sensor, component)` trace is then divided by its own root mean square over time, so
+    every trace has unit RMS whatever its distance from the source (an all-zero trace stays
+    zero).
+    """
+    x = (field.astype(np.float32) - offset) * inv_std
+    if scaling == "trace":
+        rms = np.sqrt(np.mean(np.square(x, dtype=np.float64), axis=0))
+        x = x / np.where(rms > 0, rms, 1.0).astype(np.float32)
+    return x.astype(np.float32, copy=False)
 
 
 def read_samples(index: ShardIndex, sample_ids: np.ndarray, variable: str) -> np.ndarray:
@@ -242,14 +298,18 @@ def read_samples(index: ShardIndex, sample_ids: np.ndarray, variable: str) -> np
 
     Reads shard by shard with netCDF4; meant for small variables or a few samples at a time.
     """
+    sample_ids = np.asarray(sample_ids)
     shard, local = index.locate(sample_ids)
     out = None
     for s in np.unique(shard):
         where = np.flatnonzero(shard == s)
-        with netCDF4.Dataset(index.paths[s], "r") as handle:
+        with reading(index.paths[s], f"{variable} of samples {sample_ids[where][:5].tolist()}"), \
+                netCDF4.Dataset(index.paths[s], "r") as handle:
             handle.set_auto_mask(False)
             var = handle[variable]
             values = np.stack([np.asarray(var[int(i)]) for i in local[where]])
+        if values.dtype.kind == "f":
+            check_finite(values, index.paths[s], variable, sample_ids[where])
         if out is None:
             out = np.empty((len(shard), *values.shape[1:]), values.dtype)
         out[where] = values
@@ -261,16 +321,20 @@ def read_samples(index: ShardIndex, sample_ids: np.ndarray, variable: str) -> np
 class WavefieldDataset(Dataset):
     """Lazy samples: `(wavefield float32 (time, sensor, component), target)`.
 
-    The wavefield is `(x - reference - mean) / std` per component (reference optional).
+    The wavefield is conditioned by `condition`: `(x - reference - mean) / std` with the
+    statistics' `scaling` (reference optional; trace scaling also divides each trace by
+    its RMS).
     The target is the box float32 `(4,)` in plate fractions (`target="box"`) or the crack
     mask float32 `(16, 16)` of 0/1 (`target="mask"`, read once at construction; `masks`
     holds them). `boxes` are loaded for either target (validation and evaluation score
-    boxes). Each worker process opens each shard once, on first use.
+    boxes). Each worker process opens each shard once, on first use. With `cache`, each
+    item's conditioned input is kept in memory after its first read (1.3 MB per sample of
+    (2000, 81, 2)), so later epochs skip reading and decompressing it.
     """
 
     def __init__(self, index: ShardIndex, sample_ids: np.ndarray, labels: Labels,
-                 stats: dict[str, list[float]], reference: np.ndarray | None = None,
-                 target: str = "box"):
+                 stats: dict, reference: np.ndarray | None = None,
+                 target: str = "box", cache: bool = False):
         if target not in TARGETS:
             raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
         self.sample_ids = np.asarray(sample_ids, dtype=np.int64)
@@ -283,8 +347,10 @@ class WavefieldDataset(Dataset):
         mean = np.asarray(stats["mean"], dtype=np.float32)
         self.offset = mean if reference is None else (reference + mean).astype(np.float32)
         self.inv_std = (1.0 / np.asarray(stats["std"], dtype=np.float64)).astype(np.float32)
+        self.scaling = stats.get("scaling", "component")  # checkpoints before scalings: component
         self._handles: dict[int, netCDF4.Dataset] = {}
         self._pid = os.getpid()
+        self._cache: dict[int, np.ndarray] | None = {} if cache else None
 
     def __len__(self) -> int:
         return len(self.sample_ids)
@@ -311,9 +377,18 @@ class WavefieldDataset(Dataset):
 
     def read_raw(self, i: int, variable: str = "wavefield") -> np.ndarray:
         """Unnormalised `variable[sample]` of item `i` (e.g. `crack_mask` for plots)."""
-        return np.asarray(self._handle(int(self.shard[i]))[variable][int(self.local[i])])
+        path, sample = self.paths[int(self.shard[i])], self.sample_ids[i:i + 1]
+        with reading(path, f"{variable} of sample {int(sample[0])}"):
+            values = np.asarray(self._handle(int(self.shard[i]))[variable][int(self.local[i])])
+        if values.dtype.kind == "f":
+            check_finite(values[None], path, variable, sample)
+        return values
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        field = (self.read_raw(i).astype(np.float32) - self.offset) * self.inv_std
+        field = None if self._cache is None else self._cache.get(i)
+        if field is None:
+            field = condition(self.read_raw(i), self.offset, self.inv_std, self.scaling)
+            if self._cache is not None:
+                self._cache[i] = field
         target = self.boxes[i] if self.masks is None else self.masks[i]
         return torch.from_numpy(field), torch.from_numpy(target)

@@ -278,7 +278,7 @@ def evaluate(data: list[str], labels: list[str], split: str, checkpoint: str | o
     checkpoint = Path(checkpoint)
     state = load_checkpoint(checkpoint)
     torch_device = resolve_device(device)
-    model = model_from_checkpoint(state).to(torch_device)
+    model = model_from_checkpoint(state, source=checkpoint).to(torch_device)
     target = state.get("target", "box")
     if from_metrics is not None:  # checked before any prediction
         given = (mask_thresholds_from(from_metrics, state["arch"]) if target == "mask"

@@ -4,7 +4,9 @@
 Box losses: `mse`, `mae` and `huber` are the paper's three regression losses (mean over batch
 and coordinates; Huber is x^2/2 inside `delta`, `delta(|x| - delta/2)` outside). `giou` is the
 generalised-IoU loss `1 - GIoU` (Rezatofighi et al., CVPR 2019) for later box models; it
-treats an inverted predicted box as zero-area, like `model.metrics`.
+treats an inverted predicted box as zero-area, like `model.metrics`. `l1_giou` is their sum
+`MAE + (1 - GIoU)`, DETR's box loss with unit weights: L1 pulls every coordinate even when
+the boxes do not overlap, GIoU scores the overlap the metrics reward.
 
 Mask loss: `bce_dice` = `bce_weight * BCE(logits, mask) + dice_weight * (1 - soft Dice)`,
 the usual pair for thin, rare foreground (a crack covers a few of 256 cells): BCE gives
@@ -20,7 +22,7 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 
-BOX_LOSSES = ("mse", "mae", "huber", "giou")
+BOX_LOSSES = ("mse", "mae", "huber", "giou", "l1_giou")
 MASK_LOSSES = ("bce_dice",)
 LOSSES = BOX_LOSSES + MASK_LOSSES
 DEFAULT_LOSS = {"box": "mse", "mask": "bce_dice"}   # per model target (model.data.TARGETS)
@@ -43,6 +45,11 @@ def giou_loss(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
     hull = _area(torch.cat([hull_lo, hull_hi], dim=1))
     giou = iou - (hull - union) / (hull + _EPS)
     return (1.0 - giou).mean()
+
+
+def l1_giou_loss(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
+    """`MAE + (1 - GIoU)` of row-paired `(B, 4)` boxes."""
+    return F.l1_loss(pred, true) + giou_loss(pred, true)
 
 
 def bce_dice_loss(logits: torch.Tensor, mask: torch.Tensor, bce_weight: float = 1.0,
@@ -69,6 +76,8 @@ def make_loss(name: str, huber_delta: float = 1.0, bce_weight: float = 1.0,
         return partial(F.huber_loss, delta=huber_delta)
     if name == "giou":
         return giou_loss
+    if name == "l1_giou":
+        return l1_giou_loss
     if name == "bce_dice":
         if bce_weight < 0 or dice_weight < 0 or bce_weight + dice_weight == 0:
             raise ValueError(f"bce_weight and dice_weight must be >= 0 and not both 0, got "

@@ -21,9 +21,12 @@ import copy
 import csv
 import io
 import json
+import math
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -31,8 +34,8 @@ import torch
 from tqdm import tqdm
 
 from model.checkpoint import load_checkpoint, save_checkpoint
-from model.data import (ShardIndex, WavefieldDataset, box_samples, load_labels,
-                        normalisation_stats, read_reference, read_split)
+from model.data import (SCALINGS, ShardIndex, WavefieldDataset, box_samples, load_labels,
+                        mean_wavefield, normalisation_stats, read_reference, read_split)
 from model.inference import make_loader, predict, resolve_device
 from model.io import DataError, write_text_atomic
 from model.keypoints import predicted_mask_boxes
@@ -43,7 +46,7 @@ from model.nets.summary import format_summary, parameter_counts
 
 SCHEDULERS = ("cosine", "plateau")
 HISTORY_FIELDS = ("epoch", "train_loss", "val_loss", "val_iou", "lr", "seconds")
-IDENTITY_STATS = {"mean": [0.0, 0.0], "std": [1.0, 1.0]}
+IDENTITY_STATS = {"mean": [0.0, 0.0], "std": [1.0, 1.0], "scaling": "component"}
 
 
 @dataclass
@@ -65,7 +68,10 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     workers: int = 0               # DataLoader worker processes
-    reference: str = "none"        # none | subtract (pristine wavefield)
+    reference: str = "none"        # none | subtract (pristine wavefield) | mean (training mean)
+    scaling: str = "component"     # component | sensor | trace (model.data.condition)
+    warmup_epochs: float = 0.0     # linear LR warm-up (cosine schedule), in epochs
+    cache: bool = True             # keep conditioned inputs in memory after the first epoch
 
     def validate(self, target: str = "box") -> None:
         """ValueError naming the first bad option (`target`: what the model predicts)."""
@@ -73,6 +79,11 @@ class TrainConfig:
         if self.loss != "auto" and self.loss not in allowed:
             raise ValueError(f"loss {self.loss!r} does not fit a {target} model ({self.arch}); "
                              f"choose one of {allowed}")
+        if self.scaling not in SCALINGS:
+            raise ValueError(f"scaling must be one of {SCALINGS}, got {self.scaling!r}")
+        if self.warmup_epochs < 0 or (self.warmup_epochs and self.scheduler != "cosine"):
+            raise ValueError(f"warmup_epochs must be >= 0 and needs the cosine scheduler, "
+                             f"got {self.warmup_epochs} with {self.scheduler!r}")
         if self.scheduler not in SCHEDULERS:
             raise ValueError(f"scheduler must be one of {SCHEDULERS}, got {self.scheduler!r}")
         for name in ("epochs", "batch_size", "patience"):
@@ -118,23 +129,42 @@ def write_history(history: list[dict], path: Path) -> None:
     write_text_atomic(buffer.getvalue(), path)
 
 
-def _make_scheduler(name: str, optimizer, epochs: int, patience: int):
-    if name == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
+def cosine_factor(step: int, total: int, warmup: int) -> float:
+    """LR factor at optimiser step `step` (0-based): linear warm-up from 1/warmup to 1 over
+    `warmup` steps, then half a cosine from 1 to 0 over the remaining `total - warmup`."""
+    if step < warmup:
+        return (step + 1) / warmup
+    return 0.5 * (1.0 + math.cos(math.pi * min(step - warmup, total - warmup) / max(total - warmup, 1)))
+
+
+def _make_scheduler(config: "TrainConfig", optimizer, steps_per_epoch: int):
+    """cosine: stepped after every batch (with warm-up); plateau: after every epoch."""
+    if config.scheduler == "cosine":
+        total = config.epochs * steps_per_epoch
+        warmup = round(config.warmup_epochs * steps_per_epoch)
+        return torch.optim.lr_scheduler.LambdaLR(
+            optimizer, partial(cosine_factor, total=total, warmup=warmup))
     return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5,
-                                                      patience=max(1, patience // 3))
+                                                      patience=max(1, config.patience // 3))
 
 
-def _train_epoch(model, loader, loss_fn, optimizer, device, desc: str, progress: bool) -> float:
+def _train_epoch(model, loader, loss_fn, optimizer, step_scheduler, device, desc: str,
+                 progress: bool) -> float:
+    """One pass over `loader`; `step_scheduler` (or None) is stepped after every batch."""
     model.train()
     total, count = 0.0, 0
     bar = tqdm(loader, desc=desc, leave=False, disable=None if progress else True, unit="batch")
-    for x, y in bar:
+    for batch, (x, y) in enumerate(bar, 1):
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         optimizer.zero_grad(set_to_none=True)
         loss = loss_fn(model(x), y)
+        if not torch.isfinite(loss):  # stop before a NaN reaches the weights
+            raise DataError(f"{desc}, batch {batch}: the training loss is {loss.item()} "
+                            "(diverged, or non-finite inputs); try a lower --lr")
         loss.backward()
         optimizer.step()
+        if step_scheduler is not None:
+            step_scheduler.step()
         total += loss.item() * len(x)
         count += len(x)
         bar.set_postfix(loss=f"{loss.item():.4g}")
@@ -189,11 +219,26 @@ def matching_state(path: Path, config: TrainConfig, stamp: list[list]) -> dict |
     """The training state at `path` if it was written for the same options and inputs."""
     if not path.exists():
         return None
-    state = load_checkpoint(path)
+    try:
+        state = load_checkpoint(path)
+    except DataError as err:  # a cache: a damaged one is rebuilt
+        print(f"warning: {err}; training from scratch", file=sys.stderr, flush=True)
+        return None
     if state["config"] == asdict(config) and state.get("inputs") == stamp:
         print(f"resuming from {path} after epoch {state['epoch']}", flush=True)
         return state
     print(f"{path} was written for other options or inputs; training from scratch", flush=True)
+    return None
+
+
+def training_reference(kind: str, index: ShardIndex, train_ids: np.ndarray,
+                       pristine: str | None) -> np.ndarray | None:
+    """The wavefield subtracted from every input `(time, sensor, component)` [m], or None:
+    the pristine plate (`subtract`) or the mean over the training samples (`mean`)."""
+    if kind == "subtract":
+        return read_reference(pristine, index.wave_shape)
+    if kind == "mean":
+        return mean_wavefield(index, train_ids)
     return None
 
 
@@ -241,11 +286,13 @@ def train(data: list[str], labels: list[str], split: str, out_dir: str | os.Path
         reference = None if state["reference"] is None else state["reference"].numpy()
         stats = state["stats"]
     else:
-        reference = read_reference(pristine, index.wave_shape) if config.reference == "subtract" else None
         all_train = np.asarray(split_dict["train"], dtype=np.int64)
-        stats = IDENTITY_STATS if closed_form else normalisation_stats(index, all_train, reference)
-    train_set = WavefieldDataset(index, train_ids, label_set, stats, reference, target)
-    val_set = WavefieldDataset(index, val_ids, label_set, stats, reference, target)
+        reference = training_reference(config.reference, index, all_train, pristine)
+        stats = (IDENTITY_STATS if closed_form else
+                 normalisation_stats(index, all_train, reference, config.scaling))
+    train_set = WavefieldDataset(index, train_ids, label_set, stats, reference, target,
+                                 config.cache)
+    val_set = WavefieldDataset(index, val_ids, label_set, stats, reference, target, config.cache)
     loss_fn = config.loss_fn(target)
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -283,7 +330,8 @@ def _fit_gradient(model, train_set, val_set, loss_fn, config: TrainConfig, devic
                   progress: bool) -> dict:
     """Epoch loop with AdamW, schedule and early stopping, from scratch or from `state`."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = _make_scheduler(config.scheduler, optimizer, config.epochs, config.patience)
+    scheduler = _make_scheduler(config, optimizer, math.ceil(len(train_set) / config.batch_size))
+    per_batch = scheduler if config.scheduler == "cosine" else None
     history: list[dict] = []
     stopping = {"best_val": float("inf"), "best_epoch": 0, "bad_epochs": 0}
     best_model = copy.deepcopy(model.state_dict())
@@ -304,13 +352,11 @@ def _fit_gradient(model, train_set, val_set, loss_fn, config: TrainConfig, devic
         train_loader = make_loader(train_set, config.batch_size, config.workers, device, generator)
         val_loader = make_loader(val_set, config.batch_size, config.workers, device)
         lr = optimizer.param_groups[0]["lr"]
-        train_loss = _train_epoch(model, train_loader, loss_fn, optimizer, device,
+        train_loss = _train_epoch(model, train_loader, loss_fn, optimizer, per_batch, device,
                                   f"epoch {epoch + 1}/{config.epochs}", progress)
         val_loss, val_iou = _validate(model, val_loader, loss_fn, device)
-        if config.scheduler == "plateau":
+        if per_batch is None:
             scheduler.step(val_loss)
-        else:
-            scheduler.step()
         history.append({"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss,
                         "val_iou": val_iou, "lr": lr, "seconds": time.perf_counter() - tic})
         if val_loss < stopping["best_val"]:

@@ -71,7 +71,7 @@ def write_contract_shard(path, sample_ids, rng: np.random.Generator, pristine_ev
         },
         attrs={"Conventions": "CF-1.10", "title": "contract test shard",
                "plate_width": CONTRACT_PLATE, "plate_height": CONTRACT_PLATE,
-               "config": json.dumps(CONTRACT_CONFIG)},
+               "config": json.dumps(CONTRACT_CONFIG), "complete": 1},
     )
     encoding = {"wavefield": {"zlib": True, "complevel": 1, "chunksizes": (1, n_time, 81, 2)}}
     ds.to_netcdf(path, engine="netcdf4", encoding=encoding)

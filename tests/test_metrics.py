@@ -107,7 +107,10 @@ def test_size_table_rows_are_sizes_above_each_threshold():
 
 
 def test_size_table_default_thresholds_are_metres():
-    assert metrics.DEFAULT_SIZE_THRESHOLDS == (0.0, 0.004, 0.008, 0.012, 0.016)
+    # a 10 mm crack is above the 0, 4 and 8 mm rows and below the 12 and 16 mm ones
+    box = np.array([[0.0, 0.0, 1.0, 1.0]])
+    table = metrics.size_table(box, box, np.array([0.010]))
+    assert [r["count"] for r in table] == [1, 1, 1, 0, 0]
 
 
 def test_losses_agree_with_the_numpy_metrics():

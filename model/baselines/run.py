@@ -32,6 +32,7 @@ Wavefields are read `CHUNK` samples at a time, so memory stays small for any spl
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import time
 from collections.abc import Sequence
@@ -46,7 +47,7 @@ from model.baselines.rapid import rapid_images
 from model.data import ShardIndex, box_samples, load_labels, read_reference, read_samples, read_split
 from model.evaluate import (choose_mask_thresholds, mask_scores, predictions_dataset,
                             read_chosen, summarise, write_evaluation)
-from model.io import SHARD_VARIABLES, DataError, open_checked
+from model.io import SHARD_VARIABLES, DataError, check_finite, open_checked
 from model.keypoints import predicted_mask_boxes
 
 CHUNK = 16               # samples read and imaged at once
@@ -69,8 +70,9 @@ def read_setup(index: ShardIndex, pristine: str | os.PathLike) -> dict:
         except (KeyError, TypeError, ValueError) as err:
             raise DataError(f"shard {index.paths[0]}: the `config` attribute lacks the plate "
                             f"material or the source ({err!r}); the baselines need both") from err
-        sensors = np.column_stack([ds["sensor_x"].values, ds["sensor_y"].values])
-        times = ds["time"].values.astype(np.float64)
+        sensors = np.column_stack([check_finite(ds[name].values, index.paths[0], name)
+                                   for name in ("sensor_x", "sensor_y")])
+        times = check_finite(ds["time"].values.astype(np.float64), index.paths[0], "time")
         label_shape = tuple(ds["crack_mask"].shape[1:])
     grid = pixel_grid(geometry["width"], geometry["height"], label_shape, OVERSAMPLE)
     return {"geometry": geometry, "sensors": sensors, "times": times, "grid": grid,
@@ -139,6 +141,36 @@ def chosen_from(path: str | os.PathLike, method: str) -> tuple[dict, dict, float
             float(found.get("training_seconds") or 0.0))
 
 
+def _finite_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+GRID_VALUES = {  # key: (what it takes, the test of one value)
+    "beta": ("finite numbers > 1", lambda v: _finite_number(v) and v > 1),
+    "alpha": ("finite numbers in (0, 1]", lambda v: _finite_number(v) and 0 < v <= 1),
+    "t_max": ("finite times > 0 [s]", lambda v: _finite_number(v) and v > 0),
+    "speed": ('"p" or "s"', lambda v: v in ("p", "s")),
+}
+
+
+def full_grid(method: str, grid: dict) -> dict:
+    """The search grid of `method`: its default grid with the keys of `grid` replaced;
+    ValueError naming a key `method` does not have, a key that is not a non-empty list, or
+    a value out of range (e.g. a speed other than "p" or "s", a NaN)."""
+    unknown = set(grid) - set(DEFAULT_GRIDS[method])
+    if unknown:
+        raise ValueError(f"{method} has no hyperparameter(s) {sorted(unknown)}; "
+                         f"its grid keys are {sorted(DEFAULT_GRIDS[method])}")
+    for key, values in grid.items():
+        if not isinstance(values, list) or not values:
+            raise ValueError(f"--grid {key!r} must be a non-empty list, got {values!r}")
+        allowed, ok = GRID_VALUES[key]
+        bad = [v for v in values if not ok(v)]
+        if bad:
+            raise ValueError(f"--grid {key!r}: {bad} out of range; {key} takes {allowed}")
+    return {**DEFAULT_GRIDS[method], **grid}
+
+
 def run_baseline(method: str, data: Sequence[str], labels: Sequence[str], split: str,
                  pristine: str | os.PathLike, out_dir: str | os.PathLike,
                  subset: str = "test", search_subset: str = "val",
@@ -152,13 +184,7 @@ def run_baseline(method: str, data: Sequence[str], labels: Sequence[str], split:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if from_metrics is not None and grid:
         raise DataError("give either a search grid or --from-metrics, not both")
-    grid = {**DEFAULT_GRIDS[method], **(grid or {})}
-    unknown = set(grid) - set(DEFAULT_GRIDS[method])
-    if unknown:
-        raise ValueError(f"{method} has no hyperparameter(s) {sorted(unknown)}; "
-                         f"its grid keys are {sorted(DEFAULT_GRIDS[method])}")
-    if method == "rapid" and min(grid["beta"]) <= 1:
-        raise ValueError(f"RAPID beta must be > 1, got {grid['beta']}")
+    grid = full_grid(method, grid or {})
     label_set = load_labels(labels)
     split_dict = read_split(split, label_set)
     index = ShardIndex.build(data)

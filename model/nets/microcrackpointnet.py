@@ -40,6 +40,11 @@ Choices the paper leaves open, and what we chose:
    "non-trainable") is within 0.2 % of 1,228,760.
 6. Dense widths halve from 128 down to 8 before the 4 outputs (§3.4: "reduced by half in each
    subsequent layer"); dropout 0.2 after each hidden dense layer (rate not given).
+7. The output layer is linear: the four outputs are the corners (`box_output="corners"`, the
+   paper's). `box_output="centre_size"` reads them instead as a centre `sigmoid(a), sigmoid(b)`
+   and a size `sigmoid(c), sigmoid(d)` in plate fractions and returns the corners
+   `centre -+ size/2`: a valid box by construction (xmin <= xmax), never a collapse to an
+   inverted box; same layers, same parameter count.
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ import torch
 from torch import nn
 
 ATTENTIONS = ("se", "gc", "none")
+BOX_OUTPUTS = ("corners", "centre_size")
 
 
 @dataclass(frozen=True)
@@ -69,6 +75,7 @@ class MicroCrackPointNetConfig:
     dense_units: tuple[int, ...] = (128, 64, 32, 16, 8)  # hidden dense layers (choice 6)
     dropout: float = 0.2               # after each hidden dense layer
     n_outputs: int = 4                 # xmin, ymin, xmax, ymax
+    box_output: str = "corners"        # "corners" (paper: linear) | "centre_size" (choice 7)
 
     def __post_init__(self):
         for name in ("sensor_grid", "filters", "grid_conv_channels", "dense_units"):
@@ -84,6 +91,8 @@ class MicroCrackPointNetConfig:
 
     def validate(self) -> None:
         """Raise ValueError on a configuration the network cannot be built from."""
+        if self.box_output not in BOX_OUTPUTS:
+            raise ValueError(f"box_output must be one of {BOX_OUTPUTS}, got {self.box_output!r}")
         if self.attention not in ATTENTIONS:
             raise ValueError(f"attention must be one of {ATTENTIONS}, got {self.attention!r}")
         if any(f % 4 for f in self.filters):
@@ -198,7 +207,11 @@ class MicroCrackPointNet(nn.Module):
         rows, cols = self.config.sensor_grid
         x = x.reshape(x.shape[0], x.shape[1], rows, cols)  # (B, 128, 9, 9): sensor k = iy*9 + ix
         x = self.grid_convs(x)  # (B, 64, 4, 4)
-        return self.head(x.flatten(1))  # (B, 1024) -> (B, 4)
+        out = self.head(x.flatten(1))  # (B, 1024) -> (B, 4)
+        if self.config.box_output == "corners":
+            return out
+        centre, size = torch.sigmoid(out[:, :2]), torch.sigmoid(out[:, 2:])
+        return torch.cat([centre - size / 2, centre + size / 2], dim=1)  # (B, 4) corners
 
     def hyperparameters(self) -> dict:
         """The config as a JSON-able dict (stored in checkpoints)."""

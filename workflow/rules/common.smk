@@ -134,6 +134,8 @@ TRAIN_OPTIONS = {
     "patience": "--patience",
     "seed": "--seed",
     "reference": "--reference",
+    "scaling": "--scaling",
+    "warmup_epochs": "--warmup-epochs",
 }
 
 

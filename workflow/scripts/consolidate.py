@@ -14,7 +14,7 @@ handle and one chunk cache instead of one per shard.
 The shards are read lazily with xarray + dask in batches of `--batch-samples` samples and
 written batch by batch on one thread (HDF5 is not thread-safe), so memory stays at a few
 batches whatever the dataset's size. The file is written under a temporary name and renamed
-when complete. The shards must come from one config (same `config` attribute) and must not
+when complete; its global attribute `complete = 1` (docs/data-format.md) is set last. The shards must come from one config (same `config` attribute) and must not
 share a sample index; otherwise nothing is written and the error names the shards.
 """
 
@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import dask
+import netCDF4
 import numpy as np
 import xarray as xr
 
@@ -103,9 +104,12 @@ def consolidate(paths: Sequence[str | os.PathLike], out: str | os.PathLike,
             ds.attrs["history"] = (f"{now} workflow/scripts/consolidate.py from {len(paths)} "
                                    f"shards\n{ds.attrs.get('history', '')}").strip()
             ds.attrs["consolidated_from"] = json.dumps([p.name for p in paths])
+            ds.attrs.pop("complete", None)       # set last, as the shard writer does
             with dask.config.set(scheduler="synchronous"):
                 ds.to_netcdf(tmp, engine="netcdf4",
                              encoding=encoding_for(ds, chunk_samples, complevel))
+            with netCDF4.Dataset(tmp, "a") as nc:
+                nc.setncattr("complete", 1)
             summary = {"out": str(out), "shards": len(paths), "samples": int(ds.sizes["sample"]),
                        "chunk_samples": chunk_samples}
         os.replace(tmp, out)
