@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import datetime as _dt
+import hashlib
 import json
 import multiprocessing as mp
 import signal
@@ -25,7 +26,7 @@ from . import __version__
 from . import config as config_mod
 from .cracks import PARAMS, Crack, cut_elements, rasterize, sample_cracks
 from .files import COMPLETE_ATTR, atomic_file
-from .lattice import Lattice, build_lattice, stable_dt, stiffness_blocks
+from .lattice import Lattice, build_lattice, stable_dt, stiffness_blocks, wave_speeds
 from .sensors import nearest_nodes, sensor_grid
 from .solver import Simulation, damping_profile
 from .source import PointSource, source_forces
@@ -34,6 +35,9 @@ MAX_VERTICES = 48
 WAVEFIELD_DIMS = ("sample", "time", "sensor", "component")
 WAVEFIELD_ATTRS = {"units": "m", "long_name": "displacement at the sensors"}
 PR_SET_PDEATHSIG = 1    # prctl option: signal this process when its parent dies
+# config sections that are not part of the physical set-up: the crack scenario and the
+# dataset seed (the sample range is not in the config)
+NOT_SETUP = ("cracks", "seed")
 
 
 @dataclass
@@ -107,6 +111,43 @@ def _setup_cached(cfg_json: str) -> Setup:
 def setup(cfg: dict) -> Setup:
     """The sample-independent part of a run (cached per process for a given config)."""
     return _setup_cached(config_mod.dumps(cfg))
+
+
+def setup_json(cfg: dict) -> str:
+    """Canonical JSON of the physical set-up: every section of the resolved config but
+    ``NOT_SETUP`` (plate, lattice, time, sources, absorbing, sensors, labels), sorted keys,
+    no spaces. Two shards whose set-ups agree can be used together."""
+    return json.dumps({k: v for k, v in cfg.items() if k not in NOT_SETUP}, sort_keys=True,
+                      separators=(",", ":"))
+
+
+def setup_hash(cfg: dict) -> str:
+    """sha256 (hex) of ``setup_json(cfg)`` in UTF-8: the shard's ``setup_hash`` attribute."""
+    return hashlib.sha256(setup_json(cfg).encode("utf-8")).hexdigest()
+
+
+def contract_constants(cfg: dict) -> tuple[dict, dict]:
+    """What readers of a shard need about the physics, as (global attributes, variables)
+    of docs/data-format.md: the continuum P and S wave speeds [m/s] for the plate's plane
+    condition, and per source its position [m], centre frequency [Hz] and onset [s]."""
+    plate = cfg["plate"]
+    plane = plate.get("plane", "stress")
+    c_p, c_s = wave_speeds(plate["youngs_modulus"], plate["poisson_ratio"], plate["density"],
+                           plane)
+    sources = [PointSource(**s) for s in cfg["sources"]]
+    attrs = {"plane": plane, "wave_speed_p": float(c_p), "wave_speed_s": float(c_s),
+             "setup": setup_json(cfg), "setup_hash": setup_hash(cfg)}
+    variables = {
+        "source_x": ("source", np.array([s.x for s in sources], np.float64),
+                     {"units": "m", "long_name": "source x position"}),
+        "source_y": ("source", np.array([s.y for s in sources], np.float64),
+                     {"units": "m", "long_name": "source y position"}),
+        "source_f0": ("source", np.array([s.f0 for s in sources], np.float64),
+                      {"units": "Hz", "long_name": "Ricker centre frequency"}),
+        "source_onset": ("source", np.array([s.onset for s in sources], np.float64),
+                         {"units": "s", "long_name": "time of the wavelet's peak"}),
+    }
+    return attrs, variables
 
 
 def sample_seed(seed: int, index: int) -> int:
@@ -222,8 +263,10 @@ def to_dataset(cfg: dict, samples: list[dict], indices: np.ndarray,
     if cfg["cracks"].get("fixed"):
         families = [c["geometry"] for c in cfg["cracks"]["fixed"]]
     now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    constants, source_vars = contract_constants(cfg)
     ds = xr.Dataset(
         {
+            **source_vars,
             "sensor_x": ("sensor", st.sensor_x, {"units": "m", "long_name": "sensor x position"}),
             "sensor_y": ("sensor", st.sensor_y, {"units": "m", "long_name": "sensor y position"}),
             "crack_mask": (("sample", "label_y", "label_x"), stack["crack_mask"].astype(np.uint8),
@@ -264,6 +307,7 @@ def to_dataset(cfg: dict, samples: list[dict], indices: np.ndarray,
             "dt": st.dt,
             "dlem_version": __version__,
             "pristine": int(pristine),
+            **constants,
         },
     )
     if "wavefield" in stack:

@@ -73,6 +73,10 @@ def summary(path: str | Path) -> str:
             f"rho={cfg['plate']['density']} kg/m^3",
             f"  wavefield:  {tuple(ds['wavefield'].shape)} {ds['wavefield'].dtype}, "
             f"|u| max {peak:.3g} m",
+            f"  waves:      c_p {ds.attrs.get('wave_speed_p', float('nan')):.5g} m/s, "
+            f"c_s {ds.attrs.get('wave_speed_s', float('nan')):.5g} m/s "
+            f"(plane {ds.attrs.get('plane', '?')})",
+            f"  set-up:     sha256 {ds.attrs.get('setup_hash', 'missing (older shard)')}",
             f"  time:       {ds.sizes['time']} records, 0 .. {float(time[-1]):.4g} s",
             f"  sensors:    {ds.sizes['sensor']}",
             f"  cracks:     {ds['n_cracks'].values.sum()} in total, families "

@@ -5,7 +5,9 @@ A checkpoint is a dict of tensors and plain Python values (loadable with
 "mask"; absent in checkpoints from before mask models, meaning "box"), `hyperparameters`,
 `stats` (normalisation mean/std per component, m), `reference` (pristine wavefield or None),
 `model`, `best_model`, `optimizer`, `scheduler`, `rng`, `epoch` (completed), `history`,
-`early_stopping`, `finished`, `params`.
+`early_stopping`, `finished`, `params`, `inputs` (path, size, mtime of each input file),
+`setup_hash` and `setup` (the set-up hash and canonical set-up JSON of the shards it was
+trained on, docs/data-format.md; absent in checkpoints from before provenance).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from model.io import DataError, atomic_path
+from model.io import DataError, atomic_path, setup_difference
 from model.nets import build_model
 
 REQUIRED_KEYS = ("config", "arch", "hyperparameters", "stats", "model", "best_model",
@@ -45,6 +47,42 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     if missing:
         raise DataError(f"checkpoint {path} lacks {missing}; was it written by model.train?")
     return state
+
+
+def training_mismatch(state: dict, config: dict, stamp: list[list]) -> str | None:
+    """What differs between a saved training `state` and a run asked for with options
+    `config` (a dict) and input stamp `stamp` (`model.train.input_stamp`), one line; None
+    when they match. Names the options (saved -> asked) and the input files (another file,
+    or the same path with another size or time)."""
+    saved_cfg = state.get("config") or {}
+    options = [f"{k}: {saved_cfg.get(k)!r} -> {config.get(k)!r}"
+               for k in sorted(set(saved_cfg) | set(config)) if saved_cfg.get(k) != config.get(k)]
+    saved = [list(s) for s in state.get("inputs") or []]
+    inputs = []
+    if saved != [list(s) for s in stamp]:
+        old = {s[0]: s[1:] for s in saved}
+        new = {s[0]: s[1:] for s in stamp}
+        inputs += [f"{p} not given now" for p in old if p not in new]
+        inputs += [f"{p} not used before" for p in new if p not in old]
+        inputs += [f"{p} changed (size or time)" for p in new if p in old and old[p] != new[p]]
+        inputs = inputs or ["the input files are given in another order"]
+    parts = ([f"options differ ({'; '.join(options)})"] if options else []) + \
+            ([f"inputs differ ({'; '.join(inputs)})"] if inputs else [])
+    return ", ".join(parts) or None
+
+
+def check_setup(state: dict, setup_hash: str, setup: str | None, data: str,
+                source: str | os.PathLike = "checkpoint") -> None:
+    """DataError unless the checkpoint `state` was trained on shards of set-up `setup_hash`
+    (those of `data`, named in the message): the differing set-up sections are named; a
+    checkpoint from before provenance (no `setup_hash`) is refused, asking for retraining."""
+    if not isinstance(state.get("setup_hash"), str):
+        raise DataError(f"{source} does not record the set-up it was trained on (written "
+                        "before provenance); train it again with `python -m model train`")
+    if state["setup_hash"] != setup_hash:
+        raise DataError(f"{data} has set-up {setup_hash[:12]}, {source} was trained on "
+                        f"{state['setup_hash'][:12]}: the model does not apply (differing "
+                        f"sections: {setup_difference(setup, state.get('setup'))})")
 
 
 def weights_mismatch(expected: dict, given: dict) -> str | None:

@@ -39,7 +39,7 @@ import numpy as np
 import xarray as xr
 
 from model import metrics, plots
-from model.checkpoint import load_checkpoint, model_from_checkpoint
+from model.checkpoint import check_setup, load_checkpoint, model_from_checkpoint
 from model.data import (Labels, ShardIndex, WavefieldDataset, box_samples, load_labels,
                         read_samples, read_split)
 from model.inference import make_loader, predict, resolve_device
@@ -289,6 +289,8 @@ def evaluate(data: list[str], labels: list[str], split: str, checkpoint: str | o
     label_set = load_labels(labels)
     split_dict = read_split(split, label_set)
     index = ShardIndex.build(data)
+    index.check_labels(label_set)
+    check_setup(state, index.setup_hash, index.setup, f"shard {index.paths[0]}", checkpoint)
     ids = box_samples(split_dict, subset, label_set)
     if len(ids) == 0:
         raise DataError(f"split {split}: subset {subset!r} has no sample with a crack to score")

@@ -7,6 +7,12 @@ file, a file that is not NetCDF, one that lacks a variable of the contract
 `check_finite` do the same for a read that fails half-way (a corrupt chunk) and for NaN or
 infinite values.
 
+Provenance: a shard (and the pristine reference) carries `setup_hash`, the sha256 of its
+physical set-up `setup` (canonical JSON of the simulation config without the crack scenario
+and the seed); labels files carry their shard's. `setup_of` reads them and refuses a file
+without them (written before provenance: regenerate it); `check_same_setup` names the file
+that does not belong with the others, and which set-up sections differ.
+
 Writes go through `atomic_path`: a temporary file beside the destination, renamed when
 whole and removed on any error or interruption (SIGTERM too, once the CLI has turned it into
 `Terminated`). A write fault is raised as an OSError naming the destination and the cause;
@@ -18,6 +24,7 @@ from __future__ import annotations
 import _thread
 import contextlib
 import errno
+import json
 import os
 import shutil
 import threading
@@ -33,6 +40,8 @@ SHARD_VARIABLES = ("sample", "wavefield", "crack_mask", "crack_size", "n_cracks"
 LABEL_VARIABLES = ("sample", "box", "has_crack", "crack_size", "n_cracks")
 WAVEFIELD_DIMS = ("sample", "time", "sensor", "component")
 COMPLETE_ATTR = "complete"       # a shard's global attribute, 1 once its last sample is written
+SETUP_HASH_ATTR = "setup_hash"   # sha256 hex of SETUP_ATTR (shards, pristine, labels)
+SETUP_ATTR = "setup"             # canonical JSON of the physical set-up (shards, pristine)
 LOW_SPACE_BYTES = 1 << 20        # below this many free bytes a failed write is a full disk
 REDELIVER_S = 2.0                # SIGTERM is raised again after this long if still running
 _redelivering = threading.Event()
@@ -85,11 +94,74 @@ def open_checked(path: str | os.PathLike, variables: Sequence[str], kind: str,
         dataset.close()
         raise DataError(f"{kind} file {path} lacks the variable(s) {missing} "
                         f"required by docs/data-format.md")
+    if "crack_mask" in variables and not isinstance(dataset.attrs.get(SETUP_HASH_ATTR), str):
+        dataset.close()
+        raise DataError(f"{kind} file {path} has no global attribute {SETUP_HASH_ATTR!r} "
+                        "(written before shards carried their set-up); regenerate it with "
+                        "`python -m dlem simulate`")
     if "wavefield" in variables and dataset["wavefield"].dims != WAVEFIELD_DIMS:
         dims = dataset["wavefield"].dims
         dataset.close()
         raise DataError(f"{kind} file {path}: wavefield has dims {dims}, expected {WAVEFIELD_DIMS}")
     return dataset
+
+
+def setup_of(attrs: dict, path: str | os.PathLike, kind: str) -> tuple[str, str | None]:
+    """`(setup_hash, setup JSON or None)` from a file's global attributes (a labels file has
+    the hash only); DataError naming the file when it has no hash (an older file)."""
+    found = attrs.get(SETUP_HASH_ATTR)
+    if not isinstance(found, str) or not found:
+        again = ("`python -m model labels`" if kind == "labels"
+                 else "`python -m dlem simulate`")
+        raise DataError(f"{kind} file {path} has no global attribute {SETUP_HASH_ATTR!r} "
+                        f"(written before files carried their set-up); regenerate it with {again}")
+    setup = attrs.get(SETUP_ATTR)
+    return found, setup if isinstance(setup, str) else None
+
+
+def setup_difference(a: str | None, b: str | None) -> str:
+    """The set-up sections (`plate`, `sources`, ...) whose values differ between two
+    canonical set-up JSONs, as text ("plate, time"); "unknown sections" when either is
+    missing or unreadable."""
+    try:
+        first, second = json.loads(a), json.loads(b)
+    except (TypeError, ValueError):
+        return "unknown sections"
+    if not isinstance(first, dict) or not isinstance(second, dict):
+        return "unknown sections"
+    keys = sorted(k for k in set(first) | set(second) if first.get(k) != second.get(k))
+    return ", ".join(keys) or "no section (same values, another hash)"
+
+
+def check_same_setup(files: Sequence[tuple[str, str, str | None]], what: str) -> tuple[str, str | None]:
+    """Check that `files`, `(name, setup_hash, setup JSON or None)` each, share one set-up;
+    return its `(hash, JSON)`. Otherwise a one-line DataError naming the odd one out (the
+    first file whose hash differs from the most common one; the first file's on a tie) and
+    the sections that differ. `what` names the group, e.g. "shards"."""
+    if not files:
+        raise DataError(f"no {what} given")
+    counts: dict[str, int] = {}
+    for _, digest, _ in files:
+        counts[digest] = counts.get(digest, 0) + 1
+    common = max(counts, key=counts.get)  # first seen wins a tie (dicts keep order)
+    ref = next(f for f in files if f[1] == common)
+    setup = next((f[2] for f in files if f[1] == common and f[2] is not None), None)
+    for name, digest, own in files:
+        if digest != common:
+            raise DataError(f"{what} do not belong together: {name} has set-up {digest[:12]}, "
+                            f"{ref[0]} (and {counts[common] - 1} other(s)) {common[:12]}; "
+                            f"differing sections: {setup_difference(own, setup)}")
+    return common, setup
+
+
+def check_setup_matches(name: str, digest: str, setup: str | None, expected: str,
+                        expected_setup: str | None, against: str) -> None:
+    """DataError when `name`'s set-up hash `digest` is not `expected` (that of `against`,
+    e.g. "the shards"), naming the differing sections when both JSONs are known."""
+    if digest != expected:
+        raise DataError(f"{name} has set-up {digest[:12]}, {against} {expected[:12]}: they do "
+                        f"not belong together (differing sections: "
+                        f"{setup_difference(setup, expected_setup)})")
 
 
 @contextlib.contextmanager

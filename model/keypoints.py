@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from model.io import (SHARD_LABEL_VARIABLES, check_finite, open_checked, reading,
-                      write_netcdf_atomic)
+from model.io import (SETUP_HASH_ATTR, SHARD_LABEL_VARIABLES, check_finite, open_checked,
+                      reading, setup_of, write_netcdf_atomic)
 
 BOX_COORDS = ("xmin", "ymin", "xmax", "ymax")
 MARGIN_CELLS = 1
@@ -82,7 +82,9 @@ def box_to_mask(box: np.ndarray, shape: tuple[int, int] = (16, 16)) -> np.ndarra
 
 
 def labels_dataset(shard: xr.Dataset, source: str) -> xr.Dataset:
-    """Key-point labels of an opened shard (`crack_mask`, `crack_size`, `n_cracks`, `sample`)."""
+    """Key-point labels of an opened shard (`crack_mask`, `crack_size`, `n_cracks`, `sample`);
+    the shard's `setup_hash` (DataError if it has none) and file name go with them."""
+    digest, _ = setup_of(shard.attrs, source, "shard")
     boxes = masks_to_boxes(shard["crack_mask"].values)
     has_crack = ~np.isnan(boxes[:, 0])
     labels = xr.Dataset(
@@ -111,6 +113,8 @@ def labels_dataset(shard: xr.Dataset, source: str) -> xr.Dataset:
             "source": "crackpoint model.keypoints (paper section 3.5)",
             "history": f"python -m model labels {source}",
             "source_shard": source,
+            "shard_name": Path(source).name,
+            SETUP_HASH_ATTR: digest,
         },
     )
     return labels

@@ -7,6 +7,7 @@ package is tested without running the solver.
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import numpy as np
@@ -16,13 +17,26 @@ import xarray as xr
 CONTRACT_PLATE = 0.1          # m, square plate
 CONTRACT_N_TIME = 2000
 CONTRACT_GRID = 16
-# the `config` attribute: the parts of a resolved simulation config that readers use (the
-# classical baselines take the plate's material and the source from it)
+# the `config` attribute (part of a resolved simulation config; no reader uses it) and the
+# physical set-up whose canonical JSON and sha256 the shards carry (`setup`, `setup_hash`)
 CONTRACT_CONFIG = {
     "plate": {"width": CONTRACT_PLATE, "height": CONTRACT_PLATE, "thickness": 0.001,
-              "youngs_modulus": 7.0e10, "poisson_ratio": 0.33, "density": 2700.0},
+              "youngs_modulus": 7.0e10, "poisson_ratio": 0.33, "density": 2700.0,
+              "plane": "stress"},
     "sources": [{"x": 0.03, "y": 0.04, "f0": 1.0e5, "amplitude": 1.0, "angle": 90.0}],
 }
+CONTRACT_SETUP = {**CONTRACT_CONFIG, "time": {"n_time": CONTRACT_N_TIME}}
+
+
+def contract_setup_attrs(setup: dict) -> dict:
+    """The provenance and physics attributes of docs/data-format.md for a set-up dict:
+    canonical JSON, its sha256, the plane-stress wave speeds of its plate [m/s]."""
+    text = json.dumps(setup, sort_keys=True, separators=(",", ":"))
+    plate = setup["plate"]
+    E, nu, rho = plate["youngs_modulus"], plate["poisson_ratio"], plate["density"]
+    return {"setup": text, "setup_hash": hashlib.sha256(text.encode()).hexdigest(),
+            "plane": "stress", "wave_speed_p": float(np.sqrt(E / (rho * (1 - nu**2)))),
+            "wave_speed_s": float(np.sqrt(E / (2 * rho * (1 + nu))))}
 
 
 def contract_segment_mask(rng: np.random.Generator, grid: int = CONTRACT_GRID):
@@ -39,8 +53,11 @@ def contract_segment_mask(rng: np.random.Generator, grid: int = CONTRACT_GRID):
 
 
 def write_contract_shard(path, sample_ids, rng: np.random.Generator, pristine_every: int = 0,
-                         n_time: int = CONTRACT_N_TIME) -> xr.Dataset:
-    """Write a shard with the contract's variables; every `pristine_every`-th sample is uncracked."""
+                         n_time: int = CONTRACT_N_TIME, setup: dict | None = None) -> xr.Dataset:
+    """Write a shard with the contract's variables; every `pristine_every`-th sample is
+    uncracked. `setup` (default `CONTRACT_SETUP`) gives its set-up attributes."""
+    setup = CONTRACT_SETUP if setup is None else setup
+    source = setup["sources"][0]
     n = len(sample_ids)
     masks = np.zeros((n, CONTRACT_GRID, CONTRACT_GRID), np.uint8)
     sizes = np.zeros(n)
@@ -63,6 +80,10 @@ def write_contract_shard(path, sample_ids, rng: np.random.Generator, pristine_ev
             "crack_size": (("sample",), sizes, {"units": "m"}),
             "n_cracks": (("sample",), n_cracks, {"units": "1"}),
             "sample_seed": (("sample",), np.asarray(sample_ids, np.int64) + 1000, {"units": "1"}),
+            "source_x": (("source",), [source["x"]], {"units": "m"}),
+            "source_y": (("source",), [source["y"]], {"units": "m"}),
+            "source_f0": (("source",), [source["f0"]], {"units": "Hz"}),
+            "source_onset": (("source",), [1.5 / source["f0"]], {"units": "s"}),
         },
         coords={
             "sample": ("sample", np.asarray(sample_ids, np.int64), {"units": "1"}),
@@ -71,7 +92,8 @@ def write_contract_shard(path, sample_ids, rng: np.random.Generator, pristine_ev
         },
         attrs={"Conventions": "CF-1.10", "title": "contract test shard",
                "plate_width": CONTRACT_PLATE, "plate_height": CONTRACT_PLATE,
-               "config": json.dumps(CONTRACT_CONFIG), "complete": 1},
+               "config": json.dumps(CONTRACT_CONFIG), **contract_setup_attrs(setup),
+               "complete": 1},
     )
     encoding = {"wavefield": {"zlib": True, "complevel": 1, "chunksizes": (1, n_time, 81, 2)}}
     ds.to_netcdf(path, engine="netcdf4", encoding=encoding)

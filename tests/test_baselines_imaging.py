@@ -81,3 +81,35 @@ def test_image_threshold_maps_pixels_onto_label_cells():
 def test_beta_must_exceed_one():
     with pytest.raises(ValueError, match="beta"):
         path_weights(np.zeros((1, 2)), np.zeros((1, 2)), np.ones((1, 2)), 1.0)
+
+
+def test_a_plane_strain_shard_is_imaged_with_plane_strain_speeds(tmp_path, monkeypatch):
+    """The speeds come from the shard's contract attributes, which follow the plate's plane
+    condition; checked against the textbook formulas (Graff, Wave Motion in Elastic Solids)."""
+    import copy
+
+    from dlem import config as config_mod
+    from dlem import dataset
+    from model.baselines import run
+    from model.data import ShardIndex
+    from test_dlem_dataset import TINY
+
+    cfg = copy.deepcopy(TINY)
+    cfg["plate"].update(plane="strain", poisson_ratio=0.2)
+    cfg = config_mod.validate(cfg)
+    dataset.write_shard(cfg, tmp_path / "shard.nc", 0, 1, progress=False)
+    dataset.write_shard(cfg, tmp_path / "pristine.nc", 0, 1, pristine=True, progress=False)
+    E, nu, rho = 7e10, 0.2, 2700.0
+    c_p = np.sqrt(E * (1 - nu) / (rho * (1 + nu) * (1 - 2 * nu)))    # plane strain
+    c_s = np.sqrt(E / (2 * rho * (1 + nu)))
+    assert c_p > np.sqrt(E / (rho * (1 - nu**2))) * 1.01               # not the plane-stress one
+    setup = run.read_setup(ShardIndex.build([tmp_path / "shard.nc"]), tmp_path / "pristine.nc")
+    used = []
+    monkeypatch.setattr(run, "das_images", lambda *args: used.append(args[6]) or np.zeros((1, 1)))
+    current = np.zeros((1, *setup["reference"].shape), np.float32)
+    for speed in ("p", "s"):
+        run.images("das", current, setup, {"speed": speed, "t_max": 1e-5})
+    np.testing.assert_allclose(used, [c_p, c_s], rtol=1e-12)
+    np.testing.assert_allclose(setup["geometry"]["source"], [0.012, 0.008])
+    assert setup["geometry"]["onset"] == pytest.approx(1.5 / 2e5)
+    assert setup["geometry"]["plane"] == "strain"

@@ -7,10 +7,12 @@ so a thresholded image maps onto label cells exactly; the box then comes from
 
 from __future__ import annotations
 
-import json
+import os
 
 import numpy as np
+import xarray as xr
 
+from model.io import DataError
 from model.keypoints import predicted_mask_boxes
 
 
@@ -48,20 +50,31 @@ def image_to_box(images: np.ndarray, alpha: float, label_shape=(16, 16),
     return predicted_mask_boxes(image_to_mask(images, alpha, label_shape, oversample))
 
 
-def plate_geometry(shard_attrs: dict) -> dict:
-    """Plate size [m], source position [m], its onset [s] and the plane-stress wave speeds
-    [m/s] from a shard's attributes (the resolved simulation config is stored as JSON).
+GEOMETRY_ATTRS = ("plate_width", "plate_height", "wave_speed_p", "wave_speed_s")
+SOURCE_VARIABLES = ("source_x", "source_y", "source_onset")
 
-    ``c_p = sqrt(E / (rho (1 - nu^2)))``, ``c_s = sqrt(E / (2 rho (1 + nu)))``.
-    """
-    cfg = json.loads(shard_attrs["config"])
-    plate, src = cfg["plate"], cfg["sources"][0]
-    E, nu, rho = plate["youngs_modulus"], plate["poisson_ratio"], plate["density"]
+
+def plate_geometry(shard: xr.Dataset, path: str | os.PathLike = "shard") -> dict:
+    """Plate size [m], the first source's position [m] and onset [s], and the P and S wave
+    speeds [m/s] for the plate's plane condition, from the documented attributes and
+    variables of an opened shard (docs/data-format.md); nothing is derived from the
+    solver's config. DataError naming `path` and what is missing (an older shard)."""
+    missing = ([a for a in GEOMETRY_ATTRS if a not in shard.attrs]
+               + [v for v in SOURCE_VARIABLES if v not in shard.variables])
+    if missing:
+        raise DataError(f"shard {path} lacks {missing} (docs/data-format.md), which the imaging "
+                        "baselines need; regenerate it with `python -m dlem simulate`")
+    if shard.sizes.get("source", 0) < 1:
+        raise DataError(f"shard {path} has no source")
+    values = {a: float(shard.attrs[a]) for a in GEOMETRY_ATTRS}
+    values.update({v: float(shard[v].values[0]) for v in SOURCE_VARIABLES})
+    bad = [k for k, v in values.items() if not np.isfinite(v)]
+    if bad:
+        raise DataError(f"shard {path}: {bad} not finite")
     return {
-        "width": float(shard_attrs["plate_width"]),
-        "height": float(shard_attrs["plate_height"]),
-        "source": np.array([src["x"], src["y"]], float),
-        "onset": float(src["delay"] if src.get("delay") is not None else 1.5 / src["f0"]),
-        "c_p": float(np.sqrt(E / (rho * (1 - nu**2)))),
-        "c_s": float(np.sqrt(E / (2 * rho * (1 + nu)))),
+        "width": values["plate_width"], "height": values["plate_height"],
+        "source": np.array([values["source_x"], values["source_y"]]),
+        "onset": values["source_onset"],
+        "c_p": values["wave_speed_p"], "c_s": values["wave_speed_s"],
+        "plane": str(shard.attrs.get("plane", "")),
     }

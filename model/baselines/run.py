@@ -4,8 +4,9 @@
         --pristine pristine.nc --out-dir results/eval/NAME
 
 Method (no training; both need the pristine reference wavefield):
-1. Read the plate size, source, onset and wave speeds from the shards' `config` attribute
-   (`imaging.plate_geometry`), the sensor positions and record times from the shard.
+1. Read the plate size, source, onset and the P and S wave speeds of the plate's plane
+   condition from the shard's documented attributes and variables (`imaging.plate_geometry`,
+   docs/data-format.md), the sensor positions and record times from the shard.
 2. Search: for every image setting of the grid (RAPID: `beta`; delay-and-sum: `speed`
    "p" | "s" and `t_max` [s]), image the validation samples (those with a crack) on a pixel
    grid 4x finer than the label grid, and reduce each image to label-cell scores (brightest
@@ -65,18 +66,15 @@ def read_setup(index: ShardIndex, pristine: str | os.PathLike) -> dict:
     """Geometry (imaging.plate_geometry), sensors (S, 2) [m], times (T,) [s], reference
     wavefield (T, S, 2) [m] and the image pixel grid (G, 2) [m]."""
     with open_checked(index.paths[0], SHARD_VARIABLES, "shard") as ds:
-        try:
-            geometry = plate_geometry(ds.attrs)
-        except (KeyError, TypeError, ValueError) as err:
-            raise DataError(f"shard {index.paths[0]}: the `config` attribute lacks the plate "
-                            f"material or the source ({err!r}); the baselines need both") from err
+        geometry = plate_geometry(ds, index.paths[0])
         sensors = np.column_stack([check_finite(ds[name].values, index.paths[0], name)
                                    for name in ("sensor_x", "sensor_y")])
         times = check_finite(ds["time"].values.astype(np.float64), index.paths[0], "time")
         label_shape = tuple(ds["crack_mask"].shape[1:])
     grid = pixel_grid(geometry["width"], geometry["height"], label_shape, OVERSAMPLE)
     return {"geometry": geometry, "sensors": sensors, "times": times, "grid": grid,
-            "label_shape": label_shape, "reference": read_reference(pristine, index.wave_shape)}
+            "label_shape": label_shape,
+            "reference": read_reference(pristine, index.wave_shape, index)}
 
 
 def images(method: str, current: np.ndarray, setup: dict, setting: dict) -> np.ndarray:
@@ -188,6 +186,7 @@ def run_baseline(method: str, data: Sequence[str], labels: Sequence[str], split:
     label_set = load_labels(labels)
     split_dict = read_split(split, label_set)
     index = ShardIndex.build(data)
+    index.check_labels(label_set)
     setup = read_setup(index, pristine)
     ids = box_samples(split_dict, subset, label_set)
     if from_metrics is not None:
