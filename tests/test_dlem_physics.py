@@ -1,4 +1,5 @@
-"""The solver against theory: wave speeds, energy conservation, stability limit, kernels, causality."""
+"""The solver against theory: the exact point-force oracle and the lattice against it, energy
+conservation, stability limit, kernels, causality."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from dlem.lattice import build_lattice, lame_constants, spring_constants, stable
 from dlem.sensors import nearest_nodes
 from dlem.solver import Simulation
 from dlem.source import PointSource, source_forces
-from dlem.validation import measure_wave_speeds
+from dlem.exact import point_force_response, rayleigh_speed, step_response
+from dlem.validation import compare_with_exact, correlation_lag
 
 E, RHO, T = 70e9, 2700.0, 1e-3
 
@@ -20,13 +22,113 @@ def plate(width, height, nu=0.25):
                 density=RHO, plane="stress")
 
 
-@pytest.mark.parametrize("kind,nu", [("triangular", 0.25), ("triangular", 0.33), ("random", 0.25)])
-def test_p_and_s_wave_speeds_match_continuum_within_5_percent(kind, nu):
-    """A vertical point force at the centre of a 0.4 m plate radiates P waves along y and S
-    waves along x; the delay between receivers 60 and 140 mm away gives each speed."""
-    m = measure_wave_speeds(kind, nu)
-    assert abs(m["error_c_p"]) < 0.05, f"P: {m['measured_c_p']:.0f} vs {m['c_p']:.0f} m/s"
-    assert abs(m["error_c_s"]) < 0.05, f"S: {m['measured_c_s']:.0f} vs {m['c_s']:.0f} m/s"
+# --------------------------------------------------------------------------- the exact oracle
+
+def _hankel_response(x, y, times, lam, mu, rho, f0, delay):
+    """The same point-force response synthesised in the frequency domain from the textbook
+    Hankel-function Green's tensor (Kausel 2006, time factor exp(+i w t)):
+    G = [psi delta_ij - chi g_i g_j] / (4 i mu), psi = H0(k_s r) - H1(k_s r)/(k_s r)
+    + kappa H1(k_p r)/(k_p r), chi = kappa H2(k_p r) - H2(k_s r), kappa = c_s^2 / c_p^2."""
+    from scipy.special import hankel2
+    from dlem.source import ricker
+    n, dt = 4 * len(times), times[1] - times[0]
+    t = np.arange(n) * dt
+    c_p, c_s = np.sqrt((lam + 2 * mu) / rho), np.sqrt(mu / rho)
+    w = 2 * np.pi * np.fft.rfftfreq(n, dt)[1:, None]
+    r = np.hypot(x, y)
+    ks, kp, kappa = w * r / c_s, w * r / c_p, c_s**2 / c_p**2
+    psi = hankel2(0, ks) - hankel2(1, ks) / ks + kappa * hankel2(1, kp) / kp
+    chi = kappa * hankel2(2, kp) - hankel2(2, ks)
+    force = np.fft.rfft(ricker(t, f0, delay))[1:, None] / T
+    ux = -chi * (x / r) * (y / r) / (4j * mu) * force          # force along y
+    uy = (psi - chi * (y / r) ** 2) / (4j * mu) * force
+    spec = np.zeros((n // 2 + 1, len(r), 2), complex)
+    spec[1:, :, 0], spec[1:, :, 1] = ux, uy
+    return np.fft.irfft(spec, n, axis=0)[: len(times)]
+
+
+def test_exact_response_equals_the_frequency_domain_hankel_solution():
+    lam, mu = lame_constants(E, 0.25)
+    x, y = np.array([0.03, 0.0, 0.02, -0.01]), np.array([0.0, 0.05, 0.02, 0.004])
+    times = np.arange(3000) * 2e-8
+    u = point_force_response(x, y, times, lam=lam, mu=mu, rho=RHO, thickness=T, f0=1e5,
+                             delay=1.5e-5)
+    ref = _hankel_response(x, y, times, lam, mu, RHO, 1e5, 1.5e-5)
+    assert np.abs(u - ref).max() < 1e-3 * np.abs(ref).max()
+
+
+def test_exact_step_response_tends_to_the_static_kelvin_solution():
+    """Long after the arrivals the step response differs between two radii by the 2D static
+    Kelvin solution: (3 - 4 nu') / (8 pi mu (1 - nu')) ln(r2 / r1) on the diagonal, with the
+    plane-strain-equivalent nu' = lam / (2 (lam + mu))."""
+    lam, mu = lame_constants(E, 0.25)
+    nu_eq = lam / (2 * (lam + mu))
+    k1 = step_response(0.01, 0.0, 1.0, lam, mu, RHO)
+    k2 = step_response(0.04, 0.0, 1.0, lam, mu, RHO)
+    kelvin = (3 - 4 * nu_eq) / (8 * np.pi * mu * (1 - nu_eq)) * np.log(4)
+    assert (k1 - k2)[0, 0] == pytest.approx(kelvin, rel=1e-4)
+    assert (k1 - k2)[1, 1] == pytest.approx(kelvin, rel=1e-4)
+
+
+def test_exact_step_response_is_causal_symmetric_and_rotates_with_the_plate():
+    lam, mu = lame_constants(E, 0.3)
+    c_p, _ = wave_speeds(E, 0.3, RHO)
+    r = 0.02
+    t = np.linspace(0, 3 * r / c_p, 301)
+    k = step_response(r * np.cos(0.4), r * np.sin(0.4), t, lam, mu, RHO)
+    assert np.all(k[t < r / c_p] == 0) and np.all(np.abs(k[t > 1.01 * r / c_p]).max(axis=(1, 2)) > 0)
+    assert np.allclose(k, np.swapaxes(k, -1, -2), rtol=0, atol=1e-12 * np.abs(k).max())
+    # isotropy: K(R x) = R K(x) R^T, and a force at 0 seen from x equals one seen from -x
+    rot = np.array([[np.cos(1.1), -np.sin(1.1)], [np.sin(1.1), np.cos(1.1)]])
+    xr = rot @ [r * np.cos(0.4), r * np.sin(0.4)]
+    assert np.allclose(step_response(xr[0], xr[1], t, lam, mu, RHO), rot @ k @ rot.T,
+                       rtol=0, atol=1e-10 * np.abs(k).max())
+    assert np.allclose(step_response(-r * np.cos(0.4), -r * np.sin(0.4), t, lam, mu, RHO), k)
+
+
+@pytest.mark.parametrize("axis,component", [("along", "p"), ("across", "s")])
+def test_exact_far_field_decays_as_r_to_minus_half_and_travels_at_c(axis, component):
+    """P along the force, S across it: four times farther, the peak is half as large and
+    comes (4r - r) / c later."""
+    lam, mu = lame_constants(E, 0.25)
+    speed = dict(zip("ps", wave_speeds(E, 0.25, RHO)))[component]
+    f0, r = 1e5, 0.2                                   # r = 6 to 10 wavelengths
+    d = np.array([r, 4 * r])
+    x, y = (0 * d, d) if axis == "along" else (d, 0 * d)
+    dt = 1e-8
+    times = np.arange(int((1.5 / f0 + 4 * r / speed + 3 / f0) / dt)) * dt
+    uy = point_force_response(x, y, times, lam=lam, mu=mu, rho=RHO, thickness=T, f0=f0,
+                              delay=1.5 / f0)[:, :, 1]
+    peak = np.abs(uy).max(axis=0)
+    assert peak[0] / peak[1] == pytest.approx(2.0, rel=0.02)
+    lag = correlation_lag(uy[:, 0], uy[:, 1], r / speed / dt, 4 * r / speed / dt, 1 / f0 / dt)
+    assert lag * dt == pytest.approx(3 * r / speed, rel=2e-3)
+
+
+def test_rayleigh_speed_solves_the_rayleigh_equation():
+    """Poisson solid (c_p = sqrt(3) c_s): c_R / c_s = sqrt(2 - 2 / sqrt(3)) exactly."""
+    assert rayleigh_speed(np.sqrt(3.0), 1.0) == pytest.approx(np.sqrt(2 - 2 / np.sqrt(3)), rel=1e-10)
+
+
+# --------------------------------------------------------------------------- lattice vs oracle
+
+@pytest.mark.parametrize("nu", [0.25, 0.33, 0.2])
+def test_triangular_lattice_traces_match_the_exact_point_force_response(nu):
+    """Default resolution (h = 100 mm / 95, f0 = 100 kHz): receivers 25 and 50 mm from a
+    vertical point force along it, across it and at 45 degrees, before any edge reflection.
+    Every trace correlates >= 0.999 with the exact one; P and S speeds within 0.2 %."""
+    m = compare_with_exact("triangular", nu)
+    assert min(m["correlation"]) >= 0.999, m["correlation"]
+    assert abs(m["error_c_p"]) < 2e-3, f"P: {m['measured_c_p']:.0f} vs {m['c_p']:.0f} m/s"
+    assert abs(m["error_c_s"]) < 2e-3, f"S: {m['measured_c_s']:.0f} vs {m['c_s']:.0f} m/s"
+
+
+def test_random_lattice_stays_within_its_documented_errors():
+    """The random lattice (randomness 0.5) is known to be slow (docs/physics.md: P -1.3 %,
+    S -2.1 %, correlation down to 0.965); this pins those bounds so that it gets no worse."""
+    m = compare_with_exact("random", 0.25)
+    assert min(m["correlation"]) >= 0.95, m["correlation"]
+    assert abs(m["error_c_p"]) < 0.03 and abs(m["error_c_s"]) < 0.03
 
 
 def test_calibrations_reproduce_lame_constants_and_refuse_nu_above_one_third():
