@@ -1,4 +1,5 @@
-"""Evaluation figures (matplotlib, Agg backend): boxes on the label grid, loss curves, IoU vs size.
+"""Evaluation figures (matplotlib, Agg backend): boxes on the label grid, loss curves, IoU vs size,
+and one predicted sample on the plate in metres (`plot_prediction`, for `predict`).
 
 Boxes are `(xmin, ymin, xmax, ymax)` plate fractions; masks are `(16, 16)` with row 0 at the
 bottom (y = 0), so they are drawn with `origin="lower"` over `[0, 1] x [0, 1]`.
@@ -89,4 +90,32 @@ def plot_iou_vs_size(crack_size: np.ndarray, iou: np.ndarray, table: list[dict],
     ax.set(xlabel="crack size (total length) [mm]", ylabel="IoU", ylim=(0, 1),
            title="IoU vs crack size")
     ax.legend(fontsize=8)
+    _save(fig, path)
+
+
+def plot_prediction(width: float, height: float, sensors: np.ndarray, sources: np.ndarray,
+                    pred_box: np.ndarray, path: str | os.PathLike, title: str,
+                    true_mask: np.ndarray | None = None,
+                    true_box: np.ndarray | None = None) -> None:
+    """One sample on the plate, in metres: the plate outline, the sensors (dots), the
+    sources (stars), the predicted box (red) and, when known, the true crack mask (grey
+    cells, `(H, W)`, row 0 at y = 0) and its box (green). Boxes `(4,)` in metres."""
+    fig, ax = plt.subplots(figsize=(6.0, 4.6 * height / width + 0.4), layout="constrained")
+    mm = 1e3
+    if true_mask is not None:
+        overlay = np.ma.masked_equal(np.asarray(true_mask, np.uint8), 0)
+        ax.imshow(overlay, cmap="Greys", vmin=0, vmax=1.6, origin="lower",
+                  extent=(0, width * mm, 0, height * mm))
+    ax.add_patch(Rectangle((0, 0), width * mm, height * mm, fill=False, edgecolor="black",
+                           linewidth=1.5))
+    ax.scatter(sensors[:, 0] * mm, sensors[:, 1] * mm, s=10, color="tab:blue", label="sensors")
+    ax.scatter(sources[:, 0] * mm, sources[:, 1] * mm, s=120, marker="*", color="tab:orange",
+               label="source")
+    if true_box is not None:
+        ax.add_patch(_box_patch(np.asarray(true_box) * mm, TRUE_COLOUR, "true box"))
+    ax.add_patch(_box_patch(np.asarray(pred_box) * mm, PRED_COLOUR, "predicted box"))
+    pad = 0.03 * max(width, height) * mm
+    ax.set(xlim=(-pad, width * mm + pad), ylim=(-pad, height * mm + pad), aspect="equal",
+           xlabel="x [mm]", ylabel="y [mm]", title=title)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=7)
     _save(fig, path)
