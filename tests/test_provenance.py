@@ -180,7 +180,7 @@ def test_evaluate_refuses_a_checkpoint_from_before_provenance(contract_data, mea
 
 # ------------------------------------------------------------------ train --resume
 
-def test_resume_refuses_other_options_naming_them(contract_data, meanbox, tmp_path):
+def test_resume_refuses_other_options_naming_them(contract_data, meanbox):
     from model.train import TrainConfig, train
 
     args = (list(map(str, contract_data["shards"])), list(map(str, contract_data["labels"])),
