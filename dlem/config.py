@@ -98,6 +98,13 @@ def validate(cfg: dict) -> dict:
 def _check_semantics(cfg: dict) -> None:
     plate = cfg["plate"]
     w, h = plate["width"], plate["height"]
+    if cfg["lattice"].get("interaction", "springs") == "springs":
+        limit = 1 / 3 if plate.get("plane", "stress") == "stress" else 1 / 4
+        if plate["poisson_ratio"] > limit + 1e-12:
+            raise ConfigError(
+                f"plate.poisson_ratio={plate['poisson_ratio']} is above {limit:.4g}, the largest "
+                f"the springs of lattice.interaction: springs can represent in plane "
+                f"{plate.get('plane', 'stress')}; use lattice.interaction: cst")
     for k, s in enumerate(cfg["sources"]):
         if not (0 <= s["x"] <= w and 0 <= s["y"] <= h):
             raise ConfigError(f"sources[{k}] at ({s['x']}, {s['y']}) m is outside the "

@@ -70,6 +70,12 @@ class Lattice:
         kind: "triangular" or "random".
         grid_shape: (ny, nx) of the regular row/column layout the nodes come from.
         grid_index: (N,) ``row * nx + col`` of each node in that layout.
+        triangles: (T, 3) node indices of the triangles, counter-clockwise.
+        triangle_bonds: (T, 3) element index of each triangle's edges (0-1, 1-2, 2-0).
+        interaction: "springs" (normal + shear springs per element) or "cst" (a linear,
+            constant-strain-triangle energy per triangle; ``k_normal``, ``k_shear`` are 0).
+        lame: in-plane Lame constants ``(lam, mu)`` [Pa] of the plate.
+        thickness: plate thickness [m].
     """
 
     points: np.ndarray
@@ -81,6 +87,11 @@ class Lattice:
     kind: str
     grid_shape: tuple[int, int]
     grid_index: np.ndarray
+    triangles: np.ndarray | None = None
+    triangle_bonds: np.ndarray | None = None
+    interaction: str = "springs"
+    lame: tuple[float, float] = (0.0, 0.0)
+    thickness: float = 0.0
 
     @property
     def n_nodes(self) -> int:
@@ -184,7 +195,8 @@ def _triangles(points: np.ndarray) -> np.ndarray:
 
 def _assemble(points: np.ndarray, triangles: np.ndarray, h: float, k_n: float, k_s: float,
               rho_t: float):
-    """Bonds, per-bond stiffness scaled by ``(A_ij / A_0) (h / l_ij)^2``, and lumped masses."""
+    """Bonds, per-bond stiffness scaled by ``(A_ij / A_0) (h / l_ij)^2``, lumped masses, and the
+    (T, 3) bond index of each triangle's edges 0-1, 1-2, 2-0."""
     p = points[triangles]
     area = 0.5 * np.abs((p[:, 1, 0] - p[:, 0, 0]) * (p[:, 2, 1] - p[:, 0, 1])
                         - (p[:, 2, 0] - p[:, 0, 0]) * (p[:, 1, 1] - p[:, 0, 1]))
@@ -196,11 +208,15 @@ def _assemble(points: np.ndarray, triangles: np.ndarray, h: float, k_n: float, k
                                minlength=len(points))
     length = np.linalg.norm(points[bonds[:, 1]] - points[bonds[:, 0]], axis=1)
     scale = bond_area / (SQRT3 * h**2 / 6) * (h / length) ** 2
-    return bonds, k_n * scale, k_s * scale, mass
+    return bonds, k_n * scale, k_s * scale, mass, inverse.reshape(3, -1).T
 
 
 def build_lattice(plate: dict, lattice: dict) -> Lattice:
-    """Build the lattice from the validated ``plate`` and ``lattice`` config sections."""
+    """Build the lattice from the validated ``plate`` and ``lattice`` config sections.
+
+    ``lattice.interaction`` (absent = ``springs``) selects the element energy: ``springs``
+    (calibrated by ``lattice.calibration``, nu <= 1/3) or ``cst`` (any nu; see ``cst_blocks``).
+    """
     points, grid_index, shape, h = triangular_grid(plate["width"], plate["height"],
                                                    lattice["nodes_x"])
     kind = lattice.get("kind", "triangular")
@@ -208,14 +224,93 @@ def build_lattice(plate: dict, lattice: dict) -> Lattice:
         rng = np.random.default_rng(lattice.get("lattice_seed", 0))
         points = _jitter(points, plate["width"], plate["height"], h,
                          lattice.get("randomness", 0.0), rng)
-    k_n, k_s = spring_constants(plate["youngs_modulus"], plate["poisson_ratio"],
-                                plate["thickness"], plate.get("plane", "stress"),
-                                lattice.get("calibration", "waves"))
-    bonds, kn, ks, mass = _assemble(points, _triangles(points), h, k_n, k_s,
-                                    plate["density"] * plate["thickness"])
+    interaction = lattice.get("interaction", "springs")
+    plane = plate.get("plane", "stress")
+    if interaction == "springs":
+        k_n, k_s = spring_constants(plate["youngs_modulus"], plate["poisson_ratio"],
+                                    plate["thickness"], plane, lattice.get("calibration", "waves"))
+    elif interaction == "cst":
+        k_n = k_s = 0.0
+    else:
+        raise ValueError(f"unknown lattice.interaction {interaction!r}; expected 'springs' or 'cst'")
+    triangles = _triangles(points)
+    p = points[triangles]
+    clockwise = ((p[:, 1, 0] - p[:, 0, 0]) * (p[:, 2, 1] - p[:, 0, 1])
+                 - (p[:, 2, 0] - p[:, 0, 0]) * (p[:, 1, 1] - p[:, 0, 1])) < 0
+    triangles[clockwise] = triangles[clockwise][:, [0, 2, 1]]   # keeps vertex 0: same areas
+    bonds, kn, ks, mass, tri_bonds = _assemble(points, triangles, h, k_n, k_s,
+                                               plate["density"] * plate["thickness"])
     if np.any(mass <= 0):
         raise ValueError("lattice has nodes outside every element; refine lattice.nodes_x")
-    return Lattice(points, bonds, kn, ks, mass, h, kind, shape, grid_index)
+    return Lattice(points, bonds, kn, ks, mass, h, kind, shape, grid_index, triangles, tri_bonds,
+                   interaction, lame_constants(plate["youngs_modulus"], plate["poisson_ratio"], plane),
+                   float(plate["thickness"]))
+
+
+def cst_gradients(lattice: Lattice) -> tuple[np.ndarray, np.ndarray]:
+    """Shape-function gradients ``dN_k/dx, dN_k/dy`` (T, 3, 2) [1/m] of each triangle's
+    vertices and the triangle areas (T,) [m^2]: ``grad N_k = (y_{k+1} - y_{k+2},
+    x_{k+2} - x_{k+1}) / (2 A)`` for counter-clockwise vertices."""
+    p = lattice.points[lattice.triangles]                         # (T, 3, 2)
+    nxt, prv = p[:, [1, 2, 0]], p[:, [2, 0, 1]]
+    two_a = ((p[:, 1, 0] - p[:, 0, 0]) * (p[:, 2, 1] - p[:, 0, 1])
+             - (p[:, 2, 0] - p[:, 0, 0]) * (p[:, 1, 1] - p[:, 0, 1]))
+    grad = np.stack([nxt[..., 1] - prv[..., 1], prv[..., 0] - nxt[..., 0]], axis=-1)
+    return grad / two_a[:, None, None], two_a / 2
+
+
+def cst_element_blocks(lattice: Lattice) -> np.ndarray:
+    """Element stiffness blocks (T, 3, 3, 2, 2) [N/m] of the constant-strain triangles:
+    ``K^e_kl,ij = t A [lam a_i b_j + mu (b_i a_j + delta_ij a.b)]`` with ``a = grad N_k``,
+    ``b = grad N_l``: the derivative of the energy ``t A (lam/2 (tr eps)^2 + mu eps:eps)``
+    (Hooke's law exactly, any nu) with respect to ``u_k`` and ``u_l``."""
+    grad, area = cst_gradients(lattice)
+    lam, mu = lattice.lame
+    a = grad[:, :, None, :, None]                                 # (T, k, 1, i, 1)
+    b = grad[:, None, :, None, :]                                 # (T, 1, l, 1, j)
+    ab = np.einsum("tki,tli->tkl", grad, grad)[..., None, None]
+    bt = np.swapaxes(b, -1, -2)
+    at = np.swapaxes(a, -1, -2)
+    k = lam * a * b + mu * (bt * at + ab * np.eye(2))
+    return lattice.thickness * area[:, None, None, None, None] * k
+
+
+def cst_matrix(lattice: Lattice, present: np.ndarray | None = None) -> sparse.csr_matrix:
+    """The (2N, 2N) stiffness matrix [N/m] of the ``present`` (T,) triangles (default all),
+    degrees of freedom ordered (x0, y0, x1, ...)."""
+    ke = cst_element_blocks(lattice)
+    tri = lattice.triangles
+    if present is not None:
+        ke, tri = ke[present], tri[present]
+    dof = 2 * tri[:, :, None] + np.arange(2)                      # (T, 3, 2)
+    rows = np.broadcast_to(dof[:, :, None, :, None], ke.shape)
+    cols = np.broadcast_to(dof[:, None, :, None, :], ke.shape)
+    n = 2 * lattice.n_nodes
+    return sparse.csr_matrix((ke.ravel(), (rows.ravel(), cols.ravel())), shape=(n, n))
+
+
+def cst_blocks(lattice: Lattice, present: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
+    """Per-element 2x2 coupling ``C = -sum_e K^e_ab`` of the constant-strain triangles, over the
+    ``present`` (T,) triangles (default all) that hold element ``(a, b)``, as
+    ``(Cxx, Cxy, Cyx, Cyy)`` (M,) each [N/m].
+
+    Each triangle's stiffness is translation invariant (its rows sum to zero), so the force on
+    node ``a`` is a sum over its elements, ``f_a = sum_b C_ab (u_b - u_a)``, with
+    ``C_ba = C_ab^T``: the same element-wise form as the springs, but ``C`` is not symmetric and
+    depends on which of the element's (one or two) triangles are present. An element whose
+    triangles are all removed carries nothing.
+    """
+    ke = cst_element_blocks(lattice)
+    tri, tri_bonds = lattice.triangles, lattice.triangle_bonds
+    if present is not None:
+        ke, tri, tri_bonds = ke[present], tri[present], tri_bonds[present]
+    c = np.zeros((len(lattice.bonds), 2, 2))
+    for e, (k, l) in enumerate(((0, 1), (1, 2), (2, 0))):
+        bond = tri_bonds[:, e]
+        forward = tri[:, k] == lattice.bonds[bond, 0]             # vertex k is the element's a
+        block = np.where(forward[:, None, None], ke[:, k, l], np.swapaxes(ke[:, k, l], -1, -2))
+        np.add.at(c, bond, -block)
+    return c[:, 0, 0], c[:, 0, 1], c[:, 1, 0], c[:, 1, 1]
 
 
 def stiffness_blocks(lattice: Lattice, k_normal: np.ndarray | None = None,
@@ -245,15 +340,25 @@ def stiffness_matrix(lattice: Lattice, blocks: tuple[np.ndarray, ...]) -> sparse
                              shape=(n, n))
 
 
-def max_frequency(lattice: Lattice, blocks: tuple[np.ndarray, ...],
+def operator(lattice: Lattice, blocks: tuple[np.ndarray, ...] | None = None) -> sparse.csr_matrix:
+    """The stiffness matrix ``K`` (2N, 2N) [N/m] of the uncut lattice: assembled from the spring
+    ``blocks`` (default ``stiffness_blocks``) or, for ``interaction='cst'``, from the triangles
+    (``blocks`` is then ignored)."""
+    if lattice.interaction == "cst":
+        return cst_matrix(lattice)
+    return stiffness_matrix(lattice, stiffness_blocks(lattice) if blocks is None else blocks)
+
+
+def max_frequency(lattice: Lattice, blocks: tuple[np.ndarray, ...] | None = None,
                   method: str = "lanczos") -> float:
-    """The highest angular eigenfrequency ``omega_max`` [rad/s] of ``M^-1 K``.
+    """The highest angular eigenfrequency ``omega_max`` [rad/s] of ``M^-1 K`` (``operator``).
 
     ``lanczos``: the largest eigenvalue of ``M^-1/2 K M^-1/2`` by ARPACK (relative tolerance
     1e-6, deterministic start vector), the sharp value. ``gershgorin``: its largest absolute
-    row sum, a guaranteed upper bound (about 1.35x the sharp value on these lattices).
+    row sum, a guaranteed upper bound (about 1.35x the sharp value on these lattices). Cutting
+    elements only removes stiffness, so the uncut value bounds every cracked plate.
     """
-    k = stiffness_matrix(lattice, blocks)
+    k = operator(lattice, blocks)
     scale = sparse.diags(1.0 / np.sqrt(np.repeat(lattice.mass, 2)))
     a = (scale @ k @ scale).tocsr()
     if method == "gershgorin":
@@ -267,5 +372,6 @@ def max_frequency(lattice: Lattice, blocks: tuple[np.ndarray, ...],
 
 def stable_dt(lattice: Lattice, blocks: tuple[np.ndarray, ...] | None = None,
               method: str = "lanczos") -> float:
-    """Stability limit ``2 / omega_max`` [s] of the explicit central-difference scheme."""
-    return 2.0 / max_frequency(lattice, blocks or stiffness_blocks(lattice), method)
+    """Stability limit ``2 / omega_max`` [s] of the explicit central-difference scheme
+    (``blocks``: spring lattices only, see ``operator``)."""
+    return 2.0 / max_frequency(lattice, blocks, method)

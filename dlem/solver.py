@@ -17,11 +17,20 @@ displacements: with ``a1 = (1 - c dt/2) / (1 + c dt/2)`` and ``a2 = dt / (m (1 +
 ``lattice.stable_dt``. Undamped and unforced, ``v^{n+1/2} M v^{n-1/2} / 2 + u^n K u^n / 2`` is
 conserved exactly.
 
+With ``lattice.interaction = "cst"`` the elements are constant-strain triangles instead:
+``f_i = -sum_{e ni i} t A_e sigma_e grad N_i^e`` with ``sigma_e = D eps_e`` the triangle's
+Hooke stress (a linear finite element with lumped mass), written element-wise as
+``f_i = sum_j C_ij (u_j - u_i)`` with non-symmetric blocks ``C_ij = C_ji^T``
+(``lattice.cst_blocks``). A crack removes every triangle one of whose edges it cuts.
+
 Three force kernels compute the same thing:
 
 * ``advance_triangular``: the regular triangular lattice as a padded 2D stencil, gathering the
   six neighbours of each node; unit-stride inner loops that LLVM vectorises. The default.
-* ``advance_csr``: any lattice (the random one), gathering neighbours through a CSR list.
+* ``advance_triangular_cst``: the same layout for constant-strain triangles, in two passes
+  per step (each node's two triangles' stresses, then each node's six triangles' forces).
+* ``advance_csr``: any lattice (the random one) and either interaction, gathering neighbours
+  through a CSR list with a general 2x2 block per neighbour.
 * ``advance_bondlist``: the straightforward loop over an element list scattering forces to
   both ends; the reference the benchmark compares with, and an independent check in tests.
 """
@@ -31,7 +40,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, uint64
 
-from .lattice import Lattice, stiffness_blocks
+from .lattice import Lattice, cst_blocks, cst_gradients, cst_matrix, stiffness_blocks
 
 
 # --------------------------------------------------------------------------- kernels
@@ -134,18 +143,110 @@ def advance_triangular(u, v, scale, coef, blocks, dt, width, step0, n_steps, src
 
 
 @njit(cache=True, fastmath=True, boundscheck=False)
+def advance_triangular_cst(u, v, sig, tri, coef, grads, moduli, dt, width, step0, n_steps,
+                           src_at, src_force, rec_at, rec, every):
+    """Advance the structured triangular lattice of constant-strain triangles by ``n_steps``.
+
+    Layout, ``u``, ``v``, ``coef``, sources and recording as in ``advance_triangular``. Every
+    triangle belongs to one node ``p``: the up triangle ``U(p) = (p, E, NE)`` and the down
+    triangle ``D(p) = (p, NE, NW)``, both counter-clockwise; ``tri``: (2, P) their weights
+    (1 present, 0 absent or cut). ``grads``: (2, 3, 2) the shape-function gradients [1/m] of
+    vertices 0, 1, 2 of U and D (the same for every triangle of the regular lattice);
+    ``moduli``: (3,) ``t A (lam + 2 mu), t A lam, t A mu`` [N m].
+
+    Pass 1 stores in ``sig`` ((6, P), zero on the ghost frame) ``t A sigma`` of U(p) and D(p)
+    (xx, yy, xy each), from ``eps = sum_k grad N_k (u_k - u_0)``. Pass 2 gathers, for node
+    ``p``, ``f_p = -sum t A sigma grad N_p`` over its six triangles: U(p), U(W), U(SW) (as
+    vertex 0, 1, 2) and D(p), D(SW), D(SE) (as vertex 0, 1, 2), then updates ``v`` and ``u``.
+    Unsigned indices, as in ``advance_triangular``, let LLVM vectorise both passes.
+    """
+    u1x, u1y, u2x, u2y = grads[0, 1, 0], grads[0, 1, 1], grads[0, 2, 0], grads[0, 2, 1]
+    d1x, d1y, d2x, d2y = grads[1, 1, 0], grads[1, 1, 1], grads[1, 2, 0], grads[1, 2, 1]
+    u0x, u0y, d0x, d0y = grads[0, 0, 0], grads[0, 0, 1], grads[1, 0, 0], grads[1, 0, 1]
+    c11, c12, c33 = moduli[0], moduli[1], moduli[2]
+    ny = u.shape[2] // width - 2
+    nx = width - 2
+    one = uint64(1)
+    vx, vy = v[0], v[1]
+    s_u, s_d = tri[0], tri[1]
+    uxx, uyy, uxy, dxx, dyy, dxy = sig[0], sig[1], sig[2], sig[3], sig[4], sig[5]
+    a1, a2 = coef[0], coef[1]
+    for n in range(step0, step0 + n_steps):
+        cx, cy = u[n % 2, 0], u[n % 2, 1]
+        tx, ty = u[(n + 1) % 2, 0], u[(n + 1) % 2, 1]
+        record(u[n % 2], n, rec_at, rec, every)
+        for j in range(1, ny + 1):                    # pass 1: stresses of U(p) and D(p)
+            o = uint64((j - 1) % 2)
+            row = uint64(j * width)
+            up = uint64((j + 1) * width) + o
+            for ii in range(nx):
+                i = uint64(ii) + one
+                p = row + i
+                x0 = cx[p]
+                y0 = cy[p]
+                ex = cx[p + one] - x0                 # east
+                ey = cy[p + one] - y0
+                nex = cx[up + i] - x0                 # north-east
+                ney = cy[up + i] - y0
+                nwx = cx[up + i - one] - x0           # north-west
+                nwy = cy[up + i - one] - y0
+                # U(p) = (p, E, NE)
+                exx = u1x * ex + u2x * nex
+                eyy = u1y * ey + u2y * ney
+                gxy = u1y * ex + u2y * nex + u1x * ey + u2x * ney
+                w = s_u[p]
+                uxx[p] = w * (c11 * exx + c12 * eyy)
+                uyy[p] = w * (c12 * exx + c11 * eyy)
+                uxy[p] = w * (c33 * gxy)
+                # D(p) = (p, NE, NW)
+                exx = d1x * nex + d2x * nwx
+                eyy = d1y * ney + d2y * nwy
+                gxy = d1y * nex + d2y * nwx + d1x * ney + d2x * nwy
+                w = s_d[p]
+                dxx[p] = w * (c11 * exx + c12 * eyy)
+                dyy[p] = w * (c12 * exx + c11 * eyy)
+                dxy[p] = w * (c33 * gxy)
+        for j in range(1, ny + 1):                    # pass 2: forces and update
+            o = uint64((j - 1) % 2)
+            row = uint64(j * width)
+            down = uint64((j - 1) * width) + o        # down + i: south-east, down + i - 1: south-west
+            for ii in range(nx):
+                i = uint64(ii) + one
+                p = row + i
+                q = p - one                           # W
+                sw = down + i - one
+                se = down + i
+                fx = -(uxx[p] * u0x + uxy[p] * u0y + uxx[q] * u1x + uxy[q] * u1y
+                       + uxx[sw] * u2x + uxy[sw] * u2y + dxx[p] * d0x + dxy[p] * d0y
+                       + dxx[sw] * d1x + dxy[sw] * d1y + dxx[se] * d2x + dxy[se] * d2y)
+                fy = -(uxy[p] * u0x + uyy[p] * u0y + uxy[q] * u1x + uyy[q] * u1y
+                       + uxy[sw] * u2x + uyy[sw] * u2y + dxy[p] * d0x + dyy[p] * d0y
+                       + dxy[sw] * d1x + dyy[sw] * d1y + dxy[se] * d2x + dyy[se] * d2y)
+                x0 = cx[p]
+                y0 = cy[p]
+                wx = a1[p] * vx[p] + a2[p] * fx
+                wy = a1[p] * vy[p] + a2[p] * fy
+                vx[p] = wx
+                vy[p] = wy
+                tx[p] = x0 + dt * wx
+                ty[p] = y0 + dt * wy
+        apply_sources(src_at, src_force[n], a2, dt, vx, vy, tx, ty)
+
+
+@njit(cache=True, fastmath=True, boundscheck=False)
 def advance_csr(u, v, indptr, indices, block, coef, dt, step0, n_steps, src_at, src_force,
                 rec_at, rec, every):
     """Advance a general lattice by ``n_steps``, gathering neighbours from a CSR list.
 
     ``u``: (2, 2, N) double-buffered displacement, ``v``: (2, N), ``coef``: (2, N) as in
     ``advance_triangular``; row ``i`` of the CSR (``indptr``, ``indices``) lists the neighbours
-    ``j`` of node ``i`` and ``block``: (3, nnz) the element stiffness ``Bxx, Bxy, Byy`` [N/m].
+    ``j`` of node ``i`` and ``block``: (4, nnz) the coupling ``Cxx, Cxy, Cyx, Cyy`` [N/m] in
+    ``f_i += C (u_j - u_i)`` (springs: the symmetric ``B``, ``Cyx = Cxy``).
     Sources and recording as in ``advance_triangular``.
     """
     n_nodes = u.shape[2]
     vx, vy = v[0], v[1]
-    bxx, bxy, byy = block[0], block[1], block[2]
+    bxx, bxy, byx, byy = block[0], block[1], block[2], block[3]
     a1, a2 = coef[0], coef[1]
     for n in range(step0, step0 + n_steps):
         cx, cy = u[n % 2, 0], u[n % 2, 1]
@@ -162,7 +263,7 @@ def advance_csr(u, v, indptr, indices, block, coef, dt, step0, n_steps, src_at, 
                 dx = cx[j] - x0
                 dy = cy[j] - y0
                 fx += bxx[p] * dx + bxy[p] * dy
-                fy += bxy[p] * dx + byy[p] * dy
+                fy += byx[p] * dx + byy[p] * dy
             wx = a1[i] * vx[i] + a2[i] * fx
             wy = a1[i] * vy[i] + a2[i] * fy
             vx[i] = wx
@@ -241,7 +342,13 @@ class Simulation:
                              else np.ascontiguousarray(source_force, self.dtype))
         keep = ~np.asarray(cut, bool)
         self.bonds = np.ascontiguousarray(lattice.bonds[keep])
-        blocks = stiffness_blocks(lattice)
+        self.interaction = lattice.interaction
+        if self.interaction == "cst":
+            # a triangle one of whose edges is cut is removed; its nodes keep their mass
+            self.present = ~(~keep)[lattice.triangle_bonds].any(axis=1)
+            blocks = cst_blocks(lattice, self.present)
+        else:
+            blocks = stiffness_blocks(lattice)
         self.blocks = tuple(np.ascontiguousarray(b[keep]) for b in blocks)
         self.a1 = (1 - damping * dt / 2) / (1 + damping * dt / 2)
         self.a2 = dt / (lattice.mass * (1 + damping * dt / 2))
@@ -249,6 +356,8 @@ class Simulation:
             kernel = "triangular" if lattice.kind == "triangular" else "csr"
         if kernel not in ("triangular", "csr", "bondlist"):
             raise ValueError(f"unknown kernel {kernel!r}")
+        if kernel == "bondlist" and self.interaction == "cst":
+            raise ValueError("the bond-list kernel is for springs; use 'triangular' or 'csr'")
         self.kernel = kernel
         if kernel == "triangular":
             self._init_structured(keep, blocks)
@@ -277,6 +386,9 @@ class Simulation:
         self._coef[0] = 1.0
         self._coef[0, self._flat] = self.a1
         self._coef[1, self._flat] = self.a2
+        if self.interaction == "cst":
+            self._init_structured_cst(r, c, size)
+            return
         # each element as the (flat) node it starts from and a direction 0, 60, 120 degrees
         ra, ca = r[lat.bonds[:, 0]], c[lat.bonds[:, 0]]
         rb, cb = r[lat.bonds[:, 1]], c[lat.bonds[:, 1]]
@@ -292,6 +404,33 @@ class Simulation:
                 keep[sel], lat.k_normal[sel] / lat.k_normal[interior], 0.0)
         self._blocks3 = blocks3.astype(self.dtype)
 
+    def _init_structured_cst(self, r: np.ndarray, c: np.ndarray, size: int) -> None:
+        """Each triangle as the up (U) or down (D) triangle of its anchor node: U has its
+        horizontal edge at the bottom and is anchored at the bottom-left vertex, D at the
+        bottom vertex; vertices are rotated so that the anchor is vertex 0."""
+        lat = self.lattice
+        tri = lat.triangles
+        tr = r[tri]                                          # (T, 3) rows of the vertices
+        x = c[tri] + 0.5 * (tr % 2)                          # column positions in units of h
+        up = (tr == tr.min(axis=1, keepdims=True)).sum(axis=1) == 2
+        anchor = np.argmin(tr * (lat.grid_shape[1] + 2) + x, axis=1)   # lowest row, then leftmost
+        rolled = np.take_along_axis(tri, (anchor[:, None] + np.arange(3)) % 3, axis=1)
+        grad, area = cst_gradients(lat)
+        grads = np.empty((2, 3, 2))
+        self._tri = np.zeros((2, size), self.dtype)
+        for o, sel in ((0, up), (1, ~up)):
+            idx = np.flatnonzero(sel)
+            shift = anchor[idx]
+            g = np.take_along_axis(grad[idx], ((shift[:, None] + np.arange(3)) % 3)[:, :, None],
+                                   axis=1)
+            grads[o] = np.median(g, axis=0)                  # interior triangles: all equal
+            self._tri[o, self._flat[rolled[idx, 0]]] = self.present[idx]
+        lam, mu = lat.lame
+        t_area = lat.thickness * np.median(area)
+        self._grads = grads.astype(self.dtype)
+        self._moduli = np.array([t_area * (lam + 2 * mu), t_area * lam, t_area * mu], self.dtype)
+        self._sig = np.zeros((6, size), self.dtype)
+
     def _init_csr(self) -> None:
         n = self.lattice.n_nodes
         a, b = self.bonds[:, 0], self.bonds[:, 1]
@@ -299,7 +438,13 @@ class Simulation:
         order = np.argsort(rows, kind="stable")
         self.indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n))]).astype(np.uint64)
         self.indices = np.concatenate([b, a])[order].astype(np.uint64)
-        self._block = np.stack([np.concatenate([x, x])[order] for x in self.blocks]).astype(self.dtype)
+        if self.interaction == "cst":
+            cxx, cxy, cyx, cyy = self.blocks           # node b sees C_ba = C_ab^T
+            pairs = ((cxx, cxx), (cxy, cyx), (cyx, cxy), (cyy, cyy))
+        else:
+            bxx, bxy, byy = self.blocks
+            pairs = ((bxx, bxx), (bxy, bxy), (bxy, bxy), (byy, byy))
+        self._block = np.stack([np.concatenate(pair)[order] for pair in pairs]).astype(self.dtype)
 
     # -- state access
     def _current(self) -> int:
@@ -336,7 +481,11 @@ class Simulation:
             rec_at, records = np.zeros(0, np.uint64), np.zeros((0, 0, 2), self.dtype)
         else:
             rec_at = self._flat[record_nodes].astype(np.uint64)
-        if self.kernel == "triangular":
+        if self.kernel == "triangular" and self.interaction == "cst":
+            advance_triangular_cst(self.u, self.v, self._sig, self._tri, self._coef, self._grads,
+                                   self._moduli, dt, self._width, self.step, n_steps, src_at,
+                                   force, rec_at, records, every)
+        elif self.kernel == "triangular":
             advance_triangular(self.u, self.v, self._scale, self._coef, self._blocks3, dt,
                                self._width, self.step, n_steps, src_at, force, rec_at,
                                records, every)
@@ -353,6 +502,9 @@ class Simulation:
 
     def forces(self, u: np.ndarray) -> np.ndarray:
         """Elastic forces ``-K u`` (N, 2) [N] for a displacement (N, 2), in float64."""
+        if self.interaction == "cst":
+            k = cst_matrix(self.lattice, self.present)
+            return -(k @ np.asarray(u, np.float64).ravel()).reshape(-1, 2)
         fx = np.zeros(len(u))
         fy = np.zeros(len(u))
         bond_forces(np.ascontiguousarray(u[:, 0], np.float64),
