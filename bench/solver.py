@@ -6,6 +6,8 @@ Prints one line per measurement and, with ``--json``, one JSON object as the las
 ``node_steps_per_s`` (structured triangular kernel, float32, one thread), ``naive_node_steps_per_s``
 (the per-element loop over an element list, scatter to both ends, same lattice, same run),
 ``csr_node_steps_per_s`` (the general CSR-gather kernel used for random lattices),
+``cst_node_steps_per_s`` and ``cst_csr_node_steps_per_s`` (``lattice.interaction: cst``: the
+structured two-pass constant-strain-triangle kernel and the CSR gather, same lattice, same run),
 ``speedup_vs_naive``, ``sample_seconds`` (one sample of the config, after the per-config set-up,
 which is reported as ``setup_seconds``), ``nodes``, ``steps``, and the roofline inputs:
 ``flop_per_node_step`` (counted from the kernel source), ``gflops`` achieved,
@@ -42,10 +44,10 @@ FLOP_PER_NODE_STEP = 62
 WORDS_PER_NODE_STEP = 13
 
 
-def plate_cfg(nodes_x: int) -> tuple[dict, dict]:
+def plate_cfg(nodes_x: int, interaction: str = "springs") -> tuple[dict, dict]:
     plate = dict(width=0.1, height=0.1, thickness=1e-3, youngs_modulus=7e10, poisson_ratio=0.33,
                  density=2700.0, plane="stress")
-    return plate, dict(nodes_x=nodes_x, kind="triangular")
+    return plate, dict(nodes_x=nodes_x, kind="triangular", interaction=interaction)
 
 
 def rate(sim: Simulation, steps: int, repeat: int) -> float:
@@ -59,18 +61,24 @@ def rate(sim: Simulation, steps: int, repeat: int) -> float:
     return sim.lattice.n_nodes * steps / best
 
 
-def kernel_rates(nodes_x: int, steps: int, repeat: int) -> dict:
-    lat = build_lattice(*plate_cfg(nodes_x))
-    dt = 0.9 * stable_dt(lat)
-    rng = np.random.default_rng(0)
-    u0 = rng.standard_normal((lat.n_nodes, 2)) * 1e-9
-    out = {"nodes": lat.n_nodes, "steps": steps, "grid": list(lat.grid_shape)}
-    for kernel, n in (("triangular", steps), ("bondlist", max(steps // 4, 10)),
-                      ("csr", max(steps // 4, 10))):
-        sim = Simulation(lat, np.zeros(len(lat.bonds), bool), np.zeros(lat.n_nodes), dt,
-                         np.float32, kernel=kernel)
-        sim.set_state(u0, np.zeros_like(u0))
-        out[kernel] = rate(sim, n, repeat)
+def kernel_rates(nodes_x: int, steps: int, repeat: int, cst: bool = True) -> dict:
+    out = {}
+    cases = [("springs", "triangular", "triangular", steps),
+             ("springs", "bondlist", "bondlist", max(steps // 4, 10)),
+             ("springs", "csr", "csr", max(steps // 4, 10))]
+    if cst:
+        cases += [("cst", "triangular", "cst", steps), ("cst", "csr", "cst_csr", max(steps // 4, 10))]
+    for interaction in dict.fromkeys(c[0] for c in cases):
+        lat = build_lattice(*plate_cfg(nodes_x, interaction))
+        dt = 0.9 * stable_dt(lat)
+        rng = np.random.default_rng(0)
+        u0 = rng.standard_normal((lat.n_nodes, 2)) * 1e-9
+        out.update({"nodes": lat.n_nodes, "steps": steps, "grid": list(lat.grid_shape)})
+        for _, kernel, name, n in (c for c in cases if c[0] == interaction):
+            sim = Simulation(lat, np.zeros(len(lat.bonds), bool), np.zeros(lat.n_nodes), dt,
+                             np.float32, kernel=kernel)
+            sim.set_state(u0, np.zeros_like(u0))
+            out[name] = rate(sim, n, repeat)
     return out
 
 
@@ -110,6 +118,8 @@ def main() -> None:
         "node_steps_per_s": k["triangular"],
         "naive_node_steps_per_s": k["bondlist"],
         "csr_node_steps_per_s": k["csr"],
+        "cst_node_steps_per_s": k["cst"],
+        "cst_csr_node_steps_per_s": k["cst_csr"],
         "speedup_vs_naive": k["triangular"] / k["bondlist"],
         "nodes": k["nodes"], "steps": k["steps"], "grid": k["grid"],
         "flop_per_node_step": FLOP_PER_NODE_STEP,
@@ -124,6 +134,9 @@ def main() -> None:
     print(f"  naive per-element loop:       {k['bondlist']:.3e} node-steps/s "
           f"(structured is {summary['speedup_vs_naive']:.1f}x faster)")
     print(f"  CSR gather (random lattice):  {k['csr']:.3e} node-steps/s")
+    print(f"  cst structured (two-pass):    {k['cst']:.3e} node-steps/s "
+          f"({k['cst'] / k['triangular']:.2f}x the springs' stencil)")
+    print(f"  cst CSR gather:               {k['cst_csr']:.3e} node-steps/s")
     summary.update(sample_time(args.config, args.repeat))
     print(f"one sample of {args.config}: {summary['sample_seconds']:.3f} s "
           f"({summary['sample_nodes']} nodes x {summary['sample_steps']} steps; set-up "
@@ -131,7 +144,7 @@ def main() -> None:
     if args.scaling:
         summary["scaling"] = {}
         for nx in (64, 128, 256, 512, 1024):
-            r = kernel_rates(nx, max(200, args.steps * 128**2 // nx**2), 2)
+            r = kernel_rates(nx, max(200, args.steps * 128**2 // nx**2), 2, cst=False)
             mib = r["nodes"] * 36 / 2**20
             summary["scaling"][nx] = r["triangular"]
             print(f"  nodes_x {nx:5d}: {r['nodes']:8d} nodes, working set {mib:7.1f} MiB: "
