@@ -42,7 +42,7 @@ def main() -> None:
             rows.append(m)
             print(f"{kind:>10} {inter:>7} {nu:5.2f} {cal:>6} {m['c_p']:6.0f} "
                   f"{100 * m['error_c_p']:+6.2f} {m['c_s']:6.0f} {100 * m['error_c_s']:+6.2f} "
-                  f"{min(m["correlation"]):8.5f}")
+                  f"{min(m['correlation']):8.5f}")
     print(f"{'nu':>6} {'interaction':>11} {'c_R':>7} {'measured':>8} {'err %':>6}")
     for nu, inter in RAYLEIGH_CASES:
         m = measure_rayleigh_speed(nu, interaction=inter)
