@@ -43,6 +43,11 @@ where ``A_ij`` is one third of the area of the triangles sharing the element and
 ``A_0 = sqrt(3) h^2 / 6`` its regular value (energy ``k l^2 eps^2 / 2`` proportional to the area
 the element represents). Masses are ``rho t`` times one third of the adjacent triangles' area.
 The same rule gives boundary elements of the regular lattice half stiffness.
+
+Springs are not invariant to rigid rotation (the ``b`` term), so free edges and crack faces
+are traction free only at ``k_s = 0``. ``interaction='cst'`` replaces them by a constant-strain
+triangle (linear finite element) per lattice triangle: rotation invariant, Hooke's law
+everywhere, any nu, consistent on irregular triangles (``cst_element_blocks``, ``cst_blocks``).
 """
 
 from __future__ import annotations
