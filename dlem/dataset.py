@@ -13,6 +13,8 @@ import hashlib
 import json
 import multiprocessing as mp
 import signal
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -241,8 +243,27 @@ def wavefields(cfg: dict, indices, workers: int = 1, pristine: bool = False,
     if workers <= 1:
         yield from (_work(j) for j in tqdm(jobs, **bar))
         return
-    with mp.get_context("fork").Pool(workers, initializer=_quiet_worker) as pool:
+    pool = mp.get_context("fork").Pool(workers, initializer=_quiet_worker)
+    try:
         yield from tqdm(pool.imap(_work, jobs), **bar)
+    finally:
+        with _signals_ignored(signal.SIGTERM, signal.SIGINT):  # a second signal must not
+            pool.terminate()                                 # break off the pool's shutdown
+            pool.join()                                      # (and hang the interpreter's exit)
+
+
+@contextmanager
+def _signals_ignored(*signums: int):
+    """Ignore `signums` inside the block (main thread only; elsewhere a no-op)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    saved = {signum: signal.signal(signum, signal.SIG_IGN) for signum in signums}
+    try:
+        yield
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
 
 
 def simulate_range(cfg: dict, start: int, stop: int, workers: int = 1, pristine: bool = False,

@@ -1,4 +1,4 @@
-"""Command line: `python -m model labels|split|train|evaluate|baseline|compare` (see `--help`).
+"""Command line: `python -m model labels|split|train|evaluate|baseline|predict|compare` (see `--help`).
 
 Inputs are checked here, at the edge: a missing or corrupt file, a shard that lacks a
 variable of docs/data-format.md, or a split naming unknown samples ends the command with a
@@ -110,8 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pristine", metavar="PRISTINE.nc",
                    help="pristine reference file (one uncracked sample); needed by --reference subtract")
     p.add_argument("--resume", action="store_true",
-                   help="continue from OUT_DIR/checkpoint.pt if it exists (its options win), "
-                        "giving the same weights as an uninterrupted run")
+                   help="continue from OUT_DIR/checkpoint.pt if it exists, giving the same "
+                        "weights as an uninterrupted run; refused, naming the difference, when "
+                        "the options or input files differ from the checkpoint's")
     p.add_argument("--stop-after", type=int, metavar="EPOCHS",
                    help="end this run after that many completed epochs (e.g. a job time "
                         "limit); continue later with --resume")
@@ -168,6 +169,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size-thresholds", nargs="+", type=float,
                    default=list(DEFAULT_SIZE_THRESHOLDS), metavar="M",
                    help="Table-1 rows: crack size (total length, m) greater than each value")
+
+    p = sub.add_parser("predict", formatter_class=FORMATTER,
+                       help="predict crack boxes on new shards (no labels, no split)",
+                       description="Predict every sample of the shards with a checkpoint or "
+                                   "an imaging baseline; write PRED.nc and PRED.csv (boxes in "
+                                   "plate fractions and in metres) and optional figures "
+                                   "(model/predict.py explains the rules).")
+    p.add_argument("--data", nargs="+", required=True, metavar="SHARD.nc",
+                   help="shards of the set-up the checkpoint was trained on")
+    p.add_argument("--checkpoint", help="checkpoint.pt written by train")
+    p.add_argument("--method", choices=METHODS,
+                   help="an imaging baseline instead of a checkpoint (needs --pristine and "
+                        "--from-metrics)")
+    p.add_argument("--pristine", metavar="PRISTINE.nc", help="--method: the pristine reference")
+    p.add_argument("--from-metrics", metavar="METRICS.json",
+                   help="an evaluation's metrics.json: mask models take its box threshold "
+                        "(default 0.5), --method its chosen hyperparameters (required)")
+    p.add_argument("--out", required=True, metavar="PRED.nc",
+                   help="predictions file; the CSV goes beside it (same stem, .csv)")
+    p.add_argument("--figures", metavar="DIR", help="folder for one figure per --samples entry")
+    p.add_argument("--samples", nargs="+", type=int, default=[], metavar="I",
+                   help="global sample indices to draw (sample-I.png in --figures)")
+    p.add_argument("--batch-size", type=int, default=32, help="samples per forward pass")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                   help="where to run the network; auto = CUDA when available")
+    p.add_argument("--workers", type=int, default=0,
+                   help="DataLoader worker processes reading samples (0 = main process)")
 
     p = sub.add_parser("compare", formatter_class=FORMATTER, help="one table over all models",
                        description="Read the evaluation folders (and training histories) of "
@@ -235,6 +263,17 @@ def _run_baseline(args: argparse.Namespace) -> None:
                       **{k: result[k] for k in ("count", "IoU", "Purity", "Integrity", "pixel_IoU")}}))
 
 
+def _run_predict(args: argparse.Namespace) -> None:
+    from model.predict import csv_path, run_predict
+
+    preds = run_predict(args.data, args.out, checkpoint=args.checkpoint, method=args.method,
+                        pristine=args.pristine, from_metrics=args.from_metrics,
+                        figures=args.figures, samples=args.samples, batch_size=args.batch_size,
+                        device=args.device, workers=args.workers)
+    print(f"wrote {args.out} and {csv_path(args.out)}: {preds.sizes['sample']} samples, "
+          f"{int(preds['detected'].sum())} with a predicted box")
+
+
 def _run_compare(args: argparse.Namespace) -> None:
     from model.compare import compare
 
@@ -270,6 +309,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             _run_evaluate(args)
         elif args.command == "baseline":
             _run_baseline(args)
+        elif args.command == "predict":
+            _run_predict(args)
         else:
             _run_compare(args)
     except (DataError, ValueError) as err:

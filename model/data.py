@@ -24,8 +24,9 @@ import torch
 import xarray as xr
 from torch.utils.data import Dataset
 
-from model.io import (LABEL_VARIABLES, SHARD_VARIABLES, DataError, check_finite, open_checked,
-                      reading, write_text_atomic)
+from model.io import (LABEL_VARIABLES, SHARD_VARIABLES, DataError, check_finite,
+                      check_same_setup, check_setup_matches, open_checked, reading, setup_of,
+                      write_text_atomic)
 
 SUBSETS = ("train", "val", "test")
 # netCDF-C gives every variable of every open file a chunk cache (64 MiB by default); with all
@@ -51,6 +52,7 @@ class Labels:
     crack_size: np.ndarray  # (N,) float64, m
     n_cracks: np.ndarray    # (N,) int32
     paths: list[str]        # the label files, in the order given
+    setup_hash: str | None = None  # their shards' set-up hash (model.io.setup_of)
 
     def rows(self, sample_ids: np.ndarray) -> np.ndarray:
         """Row positions of `sample_ids`; DataError naming any id that has no label."""
@@ -66,16 +68,18 @@ class Labels:
 
 def load_labels(paths: Sequence[str | os.PathLike]) -> Labels:
     """Read and concatenate label files written by `python -m model labels`."""
-    parts = []
+    parts, setups = [], []
     for path in paths:
         with open_checked(path, LABEL_VARIABLES, "labels") as ds:
             part = {name: ds[name].values for name in LABEL_VARIABLES}
+            setups.append((f"labels file {path}", *setup_of(ds.attrs, path, "labels")))
         check_finite(part["crack_size"], path, "crack_size", part["sample"])
         has = part["has_crack"].astype(bool)
         check_finite(part["box"][has], path, "box", part["sample"][has])
         parts.append(part)
     if not parts:
         raise DataError("no label files given")
+    digest, _ = check_same_setup(setups, "label files")
     merged = {name: np.concatenate([p[name] for p in parts]) for name in LABEL_VARIABLES}
     order = np.argsort(merged["sample"], kind="stable")
     merged = {name: values[order] for name, values in merged.items()}
@@ -88,7 +92,7 @@ def load_labels(paths: Sequence[str | os.PathLike]) -> Labels:
                   has_crack=merged["has_crack"].astype(bool),
                   crack_size=merged["crack_size"].astype(np.float64),
                   n_cracks=merged["n_cracks"].astype(np.int32),
-                  paths=[str(p) for p in paths])
+                  paths=[str(p) for p in paths], setup_hash=digest)
 
 
 # --- split -------------------------------------------------------------------------------------
@@ -171,20 +175,25 @@ class ShardIndex:
     sample: np.ndarray                 # (M,) int64, sorted
     shard: np.ndarray                  # (M,) index into `paths`
     local: np.ndarray                  # (M,) position inside that shard
+    setup_hash: str | None = None      # the shards' common set-up hash (model.io.setup_of)
+    setup: str | None = None           # and its canonical JSON
 
     @classmethod
     def build(cls, paths: Sequence[str | os.PathLike]) -> ShardIndex:
-        """Index the shards (reads only coordinates and metadata)."""
-        samples, shards, locals_, shapes = [], [], [], set()
+        """Index the shards (reads only coordinates and metadata); DataError naming a shard
+        whose set-up hash differs from the others'."""
+        samples, shards, locals_, shapes, setups = [], [], [], set(), []
         for i, path in enumerate(paths):
             with open_checked(path, SHARD_VARIABLES, "shard") as ds:
                 ids = ds["sample"].values.astype(np.int64)
                 shapes.add(tuple(ds["wavefield"].shape[1:]))
+                setups.append((f"shard {path}", *setup_of(ds.attrs, path, "shard")))
             samples.append(ids)
             shards.append(np.full(len(ids), i))
             locals_.append(np.arange(len(ids)))
         if not samples:
             raise DataError("no shard files given")
+        digest, setup = check_same_setup(setups, "shards")
         if len(shapes) != 1:
             raise DataError(f"shards disagree on the wavefield shape (time, sensor, component): {shapes}")
         sample = np.concatenate(samples)
@@ -192,7 +201,12 @@ class ShardIndex:
         if np.any(np.diff(sample[order]) == 0):
             raise DataError(f"a sample index appears in more than one shard among {list(map(str, paths))}")
         return cls([str(p) for p in paths], shapes.pop(), sample[order],
-                   np.concatenate(shards)[order], np.concatenate(locals_)[order])
+                   np.concatenate(shards)[order], np.concatenate(locals_)[order], digest, setup)
+
+    def check_labels(self, labels: Labels) -> None:
+        """DataError when `labels` were made from shards of another set-up."""
+        check_setup_matches(f"labels {_first(labels.paths)}", labels.setup_hash, None,
+                            self.setup_hash, self.setup, f"the shards {_first(self.paths)}")
 
     def locate(self, sample_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(shard, local) positions of `sample_ids`; DataError naming ids in no shard."""
@@ -205,9 +219,20 @@ class ShardIndex:
         return self.shard[pos], self.local[pos]
 
 
-def read_reference(path: str | os.PathLike, wave_shape: tuple[int, int, int]) -> np.ndarray:
-    """The pristine reference wavefield `(time, sensor, component)` float32 [m]."""
+def _first(paths: Sequence[str]) -> str:
+    """`paths[0]`, plus how many more there are (for one-line messages)."""
+    return str(paths[0]) + (f" (and {len(paths) - 1} more)" if len(paths) > 1 else "")
+
+
+def read_reference(path: str | os.PathLike, wave_shape: tuple[int, int, int],
+                   index: ShardIndex | None = None) -> np.ndarray:
+    """The pristine reference wavefield `(time, sensor, component)` float32 [m]; with
+    `index`, checked to have the shards' set-up."""
     with open_checked(path, SHARD_VARIABLES, "pristine reference") as ds:
+        if index is not None:
+            check_setup_matches(f"pristine reference {path}",
+                                *setup_of(ds.attrs, path, "pristine reference"),
+                                index.setup_hash, index.setup, f"the shards {_first(index.paths)}")
         if ds.sizes["sample"] != 1 or int(ds["n_cracks"].values[0]) != 0:
             raise DataError(f"pristine reference {path} must hold exactly one sample with "
                             f"n_cracks = 0 (has {ds.sizes['sample']} sample(s))")

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from model.checkpoint import load_checkpoint, save_checkpoint
+from model.checkpoint import load_checkpoint, save_checkpoint, training_mismatch
 from model.data import (SCALINGS, ShardIndex, WavefieldDataset, box_samples, load_labels,
                         mean_wavefield, normalisation_stats, read_reference, read_split)
 from model.inference import make_loader, predict, resolve_device
@@ -224,10 +224,12 @@ def matching_state(path: Path, config: TrainConfig, stamp: list[list]) -> dict |
     except DataError as err:  # a cache: a damaged one is rebuilt
         print(f"warning: {err}; training from scratch", file=sys.stderr, flush=True)
         return None
-    if state["config"] == asdict(config) and state.get("inputs") == stamp:
+    differs = training_mismatch(state, asdict(config), stamp)
+    if differs is None:
         print(f"resuming from {path} after epoch {state['epoch']}", flush=True)
         return state
-    print(f"{path} was written for other options or inputs; training from scratch", flush=True)
+    print(f"{path} was written for other options or inputs ({differs}); training from scratch",
+          flush=True)
     return None
 
 
@@ -236,7 +238,7 @@ def training_reference(kind: str, index: ShardIndex, train_ids: np.ndarray,
     """The wavefield subtracted from every input `(time, sensor, component)` [m], or None:
     the pristine plate (`subtract`) or the mean over the training samples (`mean`)."""
     if kind == "subtract":
-        return read_reference(pristine, index.wave_shape)
+        return read_reference(pristine, index.wave_shape, index)
     if kind == "mean":
         return mean_wavefield(index, train_ids)
     return None
@@ -262,6 +264,10 @@ def train(data: list[str], labels: list[str], split: str, out_dir: str | os.Path
         state = matching_state(ckpt_path, config, stamp)
     else:
         state = load_checkpoint(ckpt_path) if resume and ckpt_path.exists() else None
+        differs = None if state is None else training_mismatch(state, asdict(config), stamp)
+        if differs:
+            raise DataError(f"--resume: {ckpt_path} was written for other options or inputs: "
+                            f"{differs}; train into another --out-dir or repeat its options")
     if state is not None:
         config = TrainConfig(**state["config"])
     if config.reference == "subtract" and pristine is None and state is None:
@@ -276,6 +282,7 @@ def train(data: list[str], labels: list[str], split: str, out_dir: str | os.Path
     label_set = load_labels(labels)
     split_dict = read_split(split, label_set)
     index = ShardIndex.build(data)
+    index.check_labels(label_set)
     train_ids = box_samples(split_dict, "train", label_set)
     val_ids = box_samples(split_dict, "val", label_set)
     if len(train_ids) == 0 or len(val_ids) == 0:
@@ -306,6 +313,7 @@ def train(data: list[str], labels: list[str], split: str, out_dir: str | os.Path
         "reference": None if reference is None else torch.from_numpy(reference),
         "data": {"shards": index.paths, "labels": label_set.paths, "split": str(split)},
         "params": parameter_counts(model), "inputs": stamp,
+        "setup_hash": index.setup_hash, "setup": index.setup,
     }
 
     try:
