@@ -13,13 +13,12 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from model.data import REFERENCES, SCALINGS, SUBSETS, load_labels, make_split, write_split
+from model.data import SUBSETS, load_labels, make_split, write_split
 from model.io import (DataError, Terminated, check_output_dir, check_output_file,
                       describe_os_error, raise_terminated)
-from model.losses import LOSSES
 from model.baselines import METHODS
 from model.metrics import DEFAULT_SIZE_THRESHOLDS
-from model.nets import ARCHITECTURES
+from model.options import json_object, add_option, add_train_arguments, config_from_args
 
 FORMATTER = argparse.ArgumentDefaultsHelpFormatter
 
@@ -34,10 +33,8 @@ def _add_data_args(parser: argparse.ArgumentParser, network: bool = True) -> Non
                         help="train/val/test split written by `python -m model split`")
     if not network:
         return
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
-                        help="where to run the network; auto = CUDA when available")
-    parser.add_argument("--workers", type=int, default=0,
-                        help="DataLoader worker processes reading samples (0 = main process)")
+    add_option(parser, "device")
+    add_option(parser, "workers")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,45 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train an architecture on the split's training samples "
                                    "(those with a crack); writes OUT_DIR/checkpoint.pt (every "
                                    "epoch), OUT_DIR/history.csv and OUT_DIR/summary.txt.")
-    _add_data_args(p)
-    p.add_argument("--arch", default="microcrackpointnet", choices=sorted(ARCHITECTURES),
-                   help="registered architecture (model/nets/__init__.py)")
-    p.add_argument("--arch-kwargs", default="{}", metavar="JSON",
-                   help='architecture hyperparameters overriding its defaults, e.g. '
-                        '\'{"attention": "gc", "dropout": 0.1}\'')
+    _add_data_args(p, network=False)  # --device, --workers: TrainConfig options below
     p.add_argument("--out-dir", required=True, help="folder for checkpoint, history, summary")
-    p.add_argument("--epochs", type=int, default=200, help="maximum number of epochs")
-    p.add_argument("--batch-size", type=int, default=32, help="samples per optimiser step")
-    p.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate")
-    p.add_argument("--weight-decay", type=float, default=1e-4, help="AdamW weight decay")
-    p.add_argument("--loss", default="auto", choices=("auto", *LOSSES),
-                   help="training loss: on box coordinates for box models (giou = 1 - "
-                        "generalised IoU), bce_dice for mask models; auto = mse for box "
-                        "models, bce_dice for mask models (densenet1d)")
-    p.add_argument("--huber-delta", type=float, default=1.0,
-                   help="Huber threshold between quadratic and linear (loss and metric)")
-    p.add_argument("--bce-weight", type=float, default=1.0,
-                   help="bce_dice loss: weight of the binary cross-entropy term")
-    p.add_argument("--dice-weight", type=float, default=1.0,
-                   help="bce_dice loss: weight of the 1 - soft Dice term")
-    p.add_argument("--scheduler", default="cosine", choices=("cosine", "plateau"),
-                   help="LR schedule: cosine to 0 over --epochs, or halve on a val-loss plateau")
-    p.add_argument("--patience", type=int, default=20,
-                   help="stop after this many epochs without a better validation loss")
-    p.add_argument("--seed", type=int, default=0, help="seed of weights, shuffling, dropout")
-    p.add_argument("--reference", default="none", choices=REFERENCES,
-                   help="what is subtracted from every wavefield: subtract = the pristine "
-                        "plate (feeds the scattered field), mean = the mean wavefield of the "
-                        "training samples")
-    p.add_argument("--scaling", default="component", choices=SCALINGS,
-                   help="how the difference is scaled: component = one mean/std per "
-                        "displacement component, sensor = per sensor and component, trace "
-                        "= each trace to unit RMS")
-    p.add_argument("--no-cache", action="store_true",
-                   help="read every sample from its shard in every epoch instead of keeping "
-                        "the conditioned inputs in memory (1.3 MB a sample; speed only)")
-    p.add_argument("--warmup-epochs", type=float, default=0.0,
-                   help="linear learning-rate warm-up before the cosine decay, in epochs")
+    add_train_arguments(p)  # one per TrainConfig field (model/options.py)
     p.add_argument("--pristine", metavar="PRISTINE.nc",
                    help="pristine reference file (one uncracked sample); needed by --reference subtract")
     p.add_argument("--resume", action="store_true",
@@ -192,10 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", nargs="+", type=int, default=[], metavar="I",
                    help="global sample indices to draw (sample-I.png in --figures)")
     p.add_argument("--batch-size", type=int, default=32, help="samples per forward pass")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
-                   help="where to run the network; auto = CUDA when available")
-    p.add_argument("--workers", type=int, default=0,
-                   help="DataLoader worker processes reading samples (0 = main process)")
+    add_option(p, "device")
+    add_option(p, "workers")
 
     p = sub.add_parser("compare", formatter_class=FORMATTER, help="one table over all models",
                        description="Read the evaluation folders (and training histories) of "
@@ -209,30 +168,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _json_object(text: str, flag: str) -> dict:
-    """The JSON object given to `flag`; DataError naming the flag otherwise."""
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise DataError(f"{flag} is not valid JSON: {err}") from err
-    if not isinstance(value, dict):
-        raise DataError(f"{flag} must be a JSON object, got {text!r}")
-    return value
-
-
 def _run_train(args: argparse.Namespace) -> None:
-    from model.train import TrainConfig, train
+    from model.train import train
 
-    arch_kwargs = _json_object(args.arch_kwargs, "--arch-kwargs")
+    config = config_from_args(args)
     if args.reference == "subtract" and not args.pristine and not args.resume:
         raise DataError("--reference subtract needs --pristine PRISTINE.nc")
-    config = TrainConfig(
-        arch=args.arch, arch_kwargs=arch_kwargs, epochs=args.epochs, batch_size=args.batch_size,
-        lr=args.lr, weight_decay=args.weight_decay, loss=args.loss, huber_delta=args.huber_delta,
-        bce_weight=args.bce_weight, dice_weight=args.dice_weight,
-        scheduler=args.scheduler, patience=args.patience, seed=args.seed, device=args.device,
-        workers=args.workers, reference=args.reference, scaling=args.scaling,
-        warmup_epochs=args.warmup_epochs, cache=not args.no_cache)
     state = train(args.data, args.labels, args.split, args.out_dir, config, pristine=args.pristine,
                   resume=args.resume, stop_after=args.stop_after, progress=not args.no_progress,
                   state_path=args.state)
@@ -257,7 +198,7 @@ def _run_baseline(args: argparse.Namespace) -> None:
     result = run_baseline(args.method, args.data, args.labels, args.split, args.pristine,
                           args.out_dir, subset=args.subset, search_subset=args.search_subset,
                           thresholds=args.size_thresholds,
-                          grid=_json_object(args.grid, "--grid"), name=args.name,
+                          grid=json_object(args.grid, "--grid"), name=args.name,
                           from_metrics=args.from_metrics)
     print(json.dumps({"hyperparameters": result["hyperparameters"],
                       **{k: result[k] for k in ("count", "IoU", "Purity", "Integrity", "pixel_IoU")}}))

@@ -119,7 +119,9 @@ def heldout_shard_range(wildcards):
 
 
 # ---------------------------------------------------------------- train / evaluate
-# model entry key -> `python -m model train` option; keys left out take the CLI's defaults
+# model entry key -> `python -m model train` option: the TrainConfig options of the schema's
+# models[] (model/options.py; tests/test_options.py checks this mapping against it). Keys left
+# out take TrainConfig's defaults; arch_kwargs is passed as JSON by train_flags.
 TRAIN_OPTIONS = {
     "arch": "--arch",
     "epochs": "--epochs",
