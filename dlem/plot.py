@@ -5,14 +5,26 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.tri import Triangulation
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.tri import Triangulation  # noqa: E402
+from .files import atomic_file
+from .inspect import open_shard
 
-from .inspect import open_shard  # noqa: E402
+
+def _figure(**kwargs) -> Figure:
+    """A figure drawn by its own Agg canvas, outside pyplot (the caller's backend stays)."""
+    fig = Figure(**kwargs)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Figure, out: str | Path, dpi: int) -> None:
+    """`fig` as a PNG at `out`, through a temporary file (`dlem.files.atomic_file`)."""
+    with atomic_file(out) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi)
 
 
 def _crack_paths(ds, s: int) -> list[np.ndarray]:
@@ -45,7 +57,8 @@ def _draw_plate(ax, ds, s: int) -> None:
 
 def plot_traces(ds, s: int, out: str | Path) -> Path:
     """Crack label and the ux / uy traces of the middle sensor row."""
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4.6), gridspec_kw={"width_ratios": [1, 1.3, 1.3]})
+    fig = _figure(figsize=(14, 4.6))
+    axes = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1, 1.3, 1.3]})
     _draw_plate(axes[0], ds, s)
     axes[0].set_title(f"sample {int(ds['sample'][s])}: crack_size "
                       f"{ds['crack_size'].values[s] * 1e3:.2f} mm")
@@ -61,8 +74,7 @@ def plot_traces(ds, s: int, out: str | Path) -> Path:
             ax.plot(t, u[:, sensor, c] / scale + k, lw=0.7, color="k")
         ax.set(xlabel="time [µs]", ylabel="sensor (middle row, offset)", title=f"{comp} / {scale:.2g} m")
     fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
+    _save(fig, out, dpi=120)
     return Path(out)
 
 
@@ -86,7 +98,8 @@ def plot_snapshots(ds, s: int, out: str | Path, times=None) -> Path:
     pts = st.lattice.points * 1e3
     tri = Triangulation(pts[:, 0], pts[:, 1])
     vmax = max(float(np.percentile(f, 99.5)) for f in frames) or 1.0
-    fig, axes = plt.subplots(1, len(frames), figsize=(4 * len(frames), 4.2))
+    fig = _figure(figsize=(4 * len(frames), 4.2))
+    axes = fig.subplots(1, len(frames))
     for ax, t, f in zip(np.atleast_1d(axes), times, frames):
         im = ax.tripcolor(tri, f, shading="gouraud", cmap="magma", vmin=0, vmax=vmax)
         for path in _crack_paths(ds, s):
@@ -94,8 +107,7 @@ def plot_snapshots(ds, s: int, out: str | Path, times=None) -> Path:
         ax.set(title=f"|u| at t = {t * 1e6:.1f} µs", aspect="equal", xlabel="x [mm]")
     np.atleast_1d(axes)[0].set_ylabel("y [mm]")
     fig.colorbar(im, ax=axes, shrink=0.8, label="|u| [m]")
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    _save(fig, out, dpi=110)
     return Path(out)
 
 

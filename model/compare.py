@@ -35,14 +35,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (backend first)
-import numpy as np  # noqa: E402
-import xarray as xr  # noqa: E402
-
-from model.io import DataError, open_checked, write_text_atomic  # noqa: E402
-from model.metrics import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, bootstrap_ci  # noqa: E402
+from model.io import DataError, open_checked, write_text_atomic
+from model.metrics import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, bootstrap_ci
+from model.plots import new_figure, save_figure
 
 BOX_METRICS = ("IoU", "Purity", "Integrity")
 PER_SAMPLE = {"IoU": "iou", "Purity": "purity", "Integrity": "integrity"}  # predictions.nc
@@ -272,19 +269,13 @@ def _per_sample(predictions: Path) -> tuple[np.ndarray, np.ndarray]:
         return ds["crack_size"].values.astype(float), ds["iou"].values.astype(float)
 
 
-def _save(fig, out: Path) -> None:
-    tmp = out.with_name(f".{out.stem}.tmp-{os.getpid()}.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    os.replace(tmp, out)
-
-
 def plot_iou_vs_size(models: list[str], eval_dirs: list[Path], out: Path,
                      bins: int = SIZE_BINS) -> None:
     """Mean IoU per crack-size bin (equal widths over the evaluated sizes), one line a model."""
     per_model = {m: _per_sample(d / "predictions.nc") for m, d in zip(models, eval_dirs)}
     sizes = np.concatenate([s for s, _ in per_model.values()])
-    fig, ax = plt.subplots(figsize=(8.4, 4.4), constrained_layout=True)
+    fig = new_figure(figsize=(8.4, 4.4), layout="constrained")
+    ax = fig.subplots()
     if sizes.size:
         lo, hi = float(sizes.min()), float(sizes.max())
         edges = np.linspace(lo, hi if hi > lo else lo + 1e-9, bins + 1)
@@ -300,15 +291,16 @@ def plot_iou_vs_size(models: list[str], eval_dirs: list[Path], out: Path,
     ax.set(xlabel="crack size (total length) [mm]", ylabel="mean IoU of the box", ylim=(0, 1),
            title="IoU against crack size (binned means, same test samples for every model)")
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    _save(fig, out)
+    save_figure(fig, out, dpi=120)
 
 
 def plot_losses(histories: Sequence[Path], out: Path) -> None:
     """Train (solid) and validation (dashed) loss per epoch, one colour per model; a model
     fitted in one step (one history row, the mean box) is a horizontal line. Losses differ
     between box and mask models (MSE vs BCE + Dice): compare shapes, not levels."""
-    fig, ax = plt.subplots(figsize=(6.8, 4.4), constrained_layout=True)
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig = new_figure(figsize=(6.8, 4.4), layout="constrained")
+    ax = fig.subplots()
+    colours = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
     for k, path in enumerate(histories):
         rows = _read_csv(path)
         if not rows:
@@ -325,7 +317,7 @@ def plot_losses(histories: Sequence[Path], out: Path) -> None:
     ax.set(xlabel="epoch", ylabel="loss", yscale="log",
            title="Training (solid) and validation (dashed) loss")
     ax.legend(fontsize=7)
-    _save(fig, out)
+    save_figure(fig, out, dpi=120)
 
 
 def compare(eval_dirs: Sequence[str | os.PathLike], histories: Sequence[str | os.PathLike],

@@ -1,8 +1,11 @@
-"""Evaluation figures (matplotlib, Agg backend): boxes on the label grid, loss curves, IoU vs size,
+"""Evaluation figures: boxes on the label grid, loss curves, IoU vs size,
 and one predicted sample on the plate in metres (`plot_prediction`, for `predict`).
 
 Boxes are `(xmin, ymin, xmax, ymax)` plate fractions; masks are `(16, 16)` with row 0 at the
 bottom (y = 0), so they are drawn with `origin="lower"` over `[0, 1] x [0, 1]`.
+
+Figures are `matplotlib.figure.Figure`s on their own Agg canvas, outside pyplot: importing or
+using this module leaves the caller's backend (a notebook's, say) and pyplot's figures alone.
 """
 
 from __future__ import annotations
@@ -10,22 +13,32 @@ from __future__ import annotations
 import csv
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (backend first)
-import numpy as np  # noqa: E402
-from matplotlib.patches import Rectangle  # noqa: E402
+from model.io import atomic_path
 
 TRUE_COLOUR, PRED_COLOUR = "tab:green", "tab:red"
 
 
-def _save(fig, path: str | os.PathLike) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
+def new_figure(**kwargs) -> Figure:
+    """A figure (`Figure` keyword arguments) drawn by its own Agg canvas, not by pyplot."""
+    fig = Figure(**kwargs)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def save_figure(fig: Figure, path: str | os.PathLike, **kwargs) -> None:
+    """`fig` as a PNG at `path` (through a temporary file, `model.io.atomic_path`)."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", **kwargs)
+
+
+def _save(fig: Figure, path: str | os.PathLike) -> None:
+    save_figure(fig, path, dpi=120, bbox_inches="tight")
 
 
 def _box_patch(box: np.ndarray, colour: str, label: str) -> Rectangle:
@@ -43,8 +56,8 @@ def plot_boxes(masks: np.ndarray, true: np.ndarray, pred: np.ndarray, titles: Se
     `masks` and `pred_masks` `(n, H, W)`, `true` and `pred` `(n, 4)`.
     """
     n = len(masks)
-    fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.6), squeeze=False,
-                             layout="constrained")
+    fig = new_figure(figsize=(3.2 * n, 3.6), layout="constrained")
+    axes = fig.subplots(1, n, squeeze=False)
     for k, (ax, mask, t, p, title) in enumerate(zip(axes[0], masks, true, pred, titles)):
         height, width = mask.shape
         ax.imshow(mask, cmap="Greys", vmin=0, vmax=2, origin="lower", extent=(0, 1, 0, 1))
@@ -70,7 +83,8 @@ def plot_loss_curves(history_csv: str | os.PathLike, path: str | os.PathLike) ->
     with open(history_csv, newline="") as handle:
         rows = list(csv.DictReader(handle))
     epoch = [int(r["epoch"]) for r in rows]
-    fig, (ax_loss, ax_iou) = plt.subplots(1, 2, figsize=(9, 3.5))
+    fig = new_figure(figsize=(9, 3.5))
+    ax_loss, ax_iou = fig.subplots(1, 2)
     ax_loss.plot(epoch, [float(r["train_loss"]) for r in rows], "o-", ms=3, label="train")
     ax_loss.plot(epoch, [float(r["val_loss"]) for r in rows], "o-", ms=3, label="validation")
     ax_loss.set(yscale="log", xlabel="epoch", ylabel="loss", title="loss")
@@ -83,7 +97,8 @@ def plot_loss_curves(history_csv: str | os.PathLike, path: str | os.PathLike) ->
 def plot_iou_vs_size(crack_size: np.ndarray, iou: np.ndarray, table: list[dict],
                      path: str | os.PathLike) -> None:
     """Per-sample IoU against crack size [mm], with the Table-1 means (size > threshold)."""
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+    fig = new_figure(figsize=(5, 3.5))
+    ax = fig.subplots()
     ax.scatter(1e3 * np.asarray(crack_size), iou, s=8, alpha=0.5, label="sample")
     ax.plot([1e3 * r["threshold"] for r in table], [r["IoU"] for r in table], "s-",
             color="tab:red", label="mean IoU, size > threshold")
@@ -100,7 +115,8 @@ def plot_prediction(width: float, height: float, sensors: np.ndarray, sources: n
     """One sample on the plate, in metres: the plate outline, the sensors (dots), the
     sources (stars), the predicted box (red) and, when known, the true crack mask (grey
     cells, `(H, W)`, row 0 at y = 0) and its box (green). Boxes `(4,)` in metres."""
-    fig, ax = plt.subplots(figsize=(6.0, 4.6 * height / width + 0.4), layout="constrained")
+    fig = new_figure(figsize=(6.0, 4.6 * height / width + 0.4), layout="constrained")
+    ax = fig.subplots()
     mm = 1e3
     if true_mask is not None:
         overlay = np.ma.masked_equal(np.asarray(true_mask, np.uint8), 0)

@@ -134,7 +134,7 @@ def network_predictions(checkpoint: str | os.PathLike, index: ShardIndex, ids: n
     """`(boxes (N, 4) fractions, mask probabilities (N, H, W) or None, attributes)` of a
     checkpoint on `ids`; DataError when the shards' set-up is not the checkpoint's."""
     from model.checkpoint import check_setup, load_checkpoint, model_from_checkpoint
-    from model.evaluate import mask_thresholds_from, read_chosen, sigmoid
+    from model.scoring import mask_thresholds_from, read_chosen, sigmoid
     from model.inference import make_loader, predict, resolve_device
 
     state = load_checkpoint(checkpoint)

@@ -15,7 +15,7 @@ Method (no training; both need the pristine reference wavefield):
    `alpha` with the highest mean box IoU win (`alpha_box`). The threshold with the highest
    mean pixel IoU for the winning setting is `alpha_pixel` (the segmentation way).
 3. Score: image the test samples with the winners and write exactly what
-   `python -m model evaluate` writes for a segmentation model (`model.evaluate.
+   `python -m model evaluate` writes for a segmentation model (`model.scoring.
    write_evaluation`): predictions.nc (cell scores stored as `pred_mask_prob`),
    metrics.json (plus the chosen hyperparameters and the whole search), table1.csv/md,
    figures. `training_seconds` is the search time; `inference_samples_per_s` covers reading
@@ -46,10 +46,10 @@ from model.baselines.das import das_images
 from model.baselines.imaging import cell_scores, pixel_grid, plate_geometry
 from model.baselines.rapid import rapid_images
 from model.data import ShardIndex, box_samples, load_labels, read_reference, read_samples, read_split
-from model.evaluate import (choose_mask_thresholds, mask_scores, predictions_dataset,
-                            read_chosen, summarise, write_evaluation)
 from model.io import SHARD_VARIABLES, DataError, check_finite, open_checked
 from model.keypoints import predicted_mask_boxes
+from model.scoring import (choose_mask_thresholds, mask_scores, predictions_dataset,
+                           read_chosen, summarise, write_evaluation)
 
 CHUNK = 16               # samples read and imaged at once
 OVERSAMPLE = 4           # image pixels per label cell along each axis
