@@ -1,12 +1,16 @@
 """The conda environment files under envs/ mirror the dependencies of pyproject.toml.
 
 pyproject.toml is the one list of dependencies; `envs/*.yaml` (used by the rules with
-`snakemake --sdm conda`) must carry each of them, with the same lower bound.
+`snakemake --sdm conda`) take their entries from it with the same lower bound: the full
+`crackpoint.yaml` carries every one, the solver's `simulate.yaml` what `dlem` imports (no
+torch), and each rule names the environment its command needs.
 """
 
 from __future__ import annotations
 
+import ast
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -43,16 +47,50 @@ def pyproject_requirements(extras: bool) -> dict[str, str]:
     return dict(parse(r) for r in requirements)
 
 
-def env_requirements() -> dict[str, str]:
-    """All packages named in envs/*.yaml: conda dependencies and pip sections."""
+# import name -> distribution name, where they differ
+DISTRIBUTION = {"netCDF4": "netcdf4", "yaml": "pyyaml", "torch": "pytorch"}
+RULES = ROOT / "workflow" / "rules"
+
+
+def file_requirements(path: Path) -> dict[str, str]:
+    """The packages named in one env file: conda dependencies and pip sections."""
     found: dict[str, str] = {}
-    for path in sorted((ROOT / "envs").glob("*.yaml")):
-        env = yaml.safe_load(path.read_text())
-        for dep in env.get("dependencies", []):
-            items = dep.get("pip", []) if isinstance(dep, dict) else [dep]
-            for item in items:
-                name, spec = parse(item.split("::")[-1])
-                found[name] = spec
+    env = yaml.safe_load(path.read_text())
+    for dep in env.get("dependencies", []):
+        items = dep.get("pip", []) if isinstance(dep, dict) else [dep]
+        for item in items:
+            name, spec = parse(item.split("::")[-1])
+            found[name] = spec
+    return found
+
+
+def env_requirements(name: str = "crackpoint.yaml") -> dict[str, str]:
+    """The packages of envs/NAME (by default the full environment)."""
+    return file_requirements(ROOT / "envs" / name)
+
+
+def third_party_imports(package: str) -> set[str]:
+    """Distribution names of the non-standard-library modules a package imports."""
+    names = set()
+    for path in (ROOT / package).rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.add(node.module.split(".")[0])
+    names -= set(sys.stdlib_module_names) | {package, "__future__"}
+    return {DISTRIBUTION.get(n, n).lower() for n in names}
+
+
+def rule_envs() -> dict[str, tuple[str, str]]:
+    """rule name -> (env file it names, its shell command or script)."""
+    found = {}
+    for smk in RULES.glob("*.smk"):
+        for block in re.split(r"(?m)^(?=rule )", smk.read_text())[1:]:
+            name = re.match(r"rule (\w+):", block).group(1)
+            env = re.search(r'conda:\s*\n\s*"([^"]+)"', block)
+            found[name] = (env and Path(env.group(1)).name, block.split("shell:")[-1]
+                           if "shell:" in block else block.split("script:")[-1])
     return found
 
 
@@ -65,27 +103,45 @@ def test_env_files_exist_and_parse():
         assert env.get("dependencies"), f"{path.name} has no dependencies"
 
 
-def test_every_pyproject_dependency_is_in_the_env_files():
+def test_every_pyproject_dependency_is_in_the_full_env():
     env = env_requirements()
     missing = [name for name in pyproject_requirements(extras=True)
                if CONDA_NAME.get(name, name) not in env]
-    assert not missing, f"in pyproject.toml but not in envs/*.yaml: {missing}"
+    assert not missing, f"in pyproject.toml but not in envs/crackpoint.yaml: {missing}"
 
 
-def test_env_lower_bounds_match_pyproject():
-    env = env_requirements()
-    differ = {
-        name: (spec, env[CONDA_NAME.get(name, name)])
-        for name, spec in pyproject_requirements(extras=True).items()
-        if CONDA_NAME.get(name, name) in env and spec != env[CONDA_NAME.get(name, name)]
-    }
-    assert not differ, f"version bounds differ (pyproject, env): {differ}"
+@pytest.mark.parametrize("path", sorted((ROOT / "envs").glob("*.yaml")), ids=lambda p: p.name)
+def test_env_entries_are_pyproject_dependencies_with_its_bounds(path):
+    pyproject = {CONDA_NAME.get(n, n): spec
+                 for n, spec in pyproject_requirements(extras=True).items()}
+    env = file_requirements(path)
+    extra = sorted(set(env) - set(pyproject) - {"python"})
+    assert not extra, f"{path.name} names packages pyproject.toml does not: {extra}"
+    differ = {n: (pyproject[n], spec) for n, spec in env.items()
+              if n in pyproject and spec != pyproject[n]}
+    assert not differ, f"{path.name}: version bounds differ (pyproject, env): {differ}"
 
 
-def test_env_python_matches_requires_python():
+@pytest.mark.parametrize("path", sorted((ROOT / "envs").glob("*.yaml")), ids=lambda p: p.name)
+def test_env_python_matches_requires_python(path):
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    env = env_requirements()
-    assert env.get("python") == project["requires-python"].replace(" ", "")
+    assert file_requirements(path).get("python") == project["requires-python"].replace(" ", "")
+
+
+def test_simulation_env_has_what_dlem_imports_and_no_torch():
+    env = env_requirements("simulate.yaml")
+    assert "pytorch" not in env
+    missing = sorted(third_party_imports("dlem") - set(env))
+    assert not missing, f"dlem imports {missing}, missing from envs/simulate.yaml"
+
+
+def test_each_rule_names_the_env_its_command_needs():
+    for rule, (env, command) in rule_envs().items():
+        assert env, f"rule {rule} names no conda env"
+        if "python -m model" in command or "overview.py" in command:
+            assert env == "crackpoint.yaml", f"rule {rule} runs the model package in {env}"
+        elif "python -m dlem" in command or "write_yaml.py" in command:
+            assert env == "simulate.yaml", f"rule {rule} only runs the solver, but names {env}"
 
 
 def test_every_rule_env_exists():

@@ -23,20 +23,20 @@ rule evaluate:
             category="4. Evaluation",
             subcategory="{model}",
         ),
-    params:
-        out_dir=subpath(output.metrics, parent=True),
-        subset=config["evaluation"]["subset"],
-        thresholds=" ".join(str(t) for t in config["evaluation"]["size_thresholds"]),
     log:
         "logs/evaluate/{model}.log",
     benchmark:
         "benchmarks/evaluate/{model}.tsv"
+    conda:
+        "../../envs/crackpoint.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=60,
-    conda:
-        "../../envs/crackpoint.yaml"
+    params:
+        out_dir=subpath(output.metrics, parent=True),
+        subset=config["evaluation"]["subset"],
+        thresholds=" ".join(str(t) for t in config["evaluation"]["size_thresholds"]),
     shell:
         "python -m model evaluate --data {input.data} --labels {input.labels}"
         " --split {input.split} --checkpoint {input.checkpoint} --out-dir {params.out_dir}"
@@ -67,21 +67,21 @@ rule baseline:
             category="4. Evaluation",
             subcategory="{baseline}",
         ),
+    log:
+        "logs/evaluate/{baseline}.log",
+    benchmark:
+        "benchmarks/evaluate/{baseline}.tsv"
+    conda:
+        "../../envs/crackpoint.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
     params:
         flags=baseline_flags,
         out_dir=subpath(output.metrics, parent=True),
         subset=config["evaluation"]["subset"],
         thresholds=" ".join(str(t) for t in config["evaluation"]["size_thresholds"]),
-    log:
-        "logs/evaluate/{baseline}.log",
-    benchmark:
-        "benchmarks/evaluate/{baseline}.tsv"
-    threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=60,
-    conda:
-        "../../envs/crackpoint.yaml"
     shell:
         "OMP_NUM_THREADS={threads} python -m model baseline {params.flags}"
         " --data {input.data} --labels {input.labels} --split {input.split}"
@@ -99,19 +99,19 @@ rule evaluate_heldout:
         table_csv="results/heldout/eval/{model}/table1.csv",
         table_md="results/heldout/eval/{model}/table1.md",
         figures=directory("results/heldout/eval/{model}/figures"),
-    params:
-        out_dir=subpath(output.metrics, parent=True),
-        thresholds=" ".join(str(t) for t in config["evaluation"]["size_thresholds"]),
     log:
         "logs/evaluate/heldout-{model}.log",
     benchmark:
         "benchmarks/evaluate/heldout-{model}.tsv"
+    conda:
+        "../../envs/crackpoint.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=60,
-    conda:
-        "../../envs/crackpoint.yaml"
+    params:
+        out_dir=subpath(output.metrics, parent=True),
+        thresholds=" ".join(str(t) for t in config["evaluation"]["size_thresholds"]),
     shell:
         "python -m model evaluate --data {input.data} --labels {input.labels}"
         " --split {input.split} --checkpoint {input.checkpoint} --out-dir {params.out_dir}"
@@ -134,20 +134,20 @@ rule baseline_heldout:
         table_csv="results/heldout/eval/{baseline}/table1.csv",
         table_md="results/heldout/eval/{baseline}/table1.md",
         figures=directory("results/heldout/eval/{baseline}/figures"),
-    params:
-        method=baseline_method,
-        out_dir=subpath(output.metrics, parent=True),
-        thresholds=" ".join(str(t) for t in config["evaluation"]["size_thresholds"]),
     log:
         "logs/evaluate/heldout-{baseline}.log",
     benchmark:
         "benchmarks/evaluate/heldout-{baseline}.tsv"
+    conda:
+        "../../envs/crackpoint.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=60,
-    conda:
-        "../../envs/crackpoint.yaml"
+    params:
+        method=baseline_method,
+        out_dir=subpath(output.metrics, parent=True),
+        thresholds=" ".join(str(t) for t in config["evaluation"]["size_thresholds"]),
     shell:
         "OMP_NUM_THREADS={threads} python -m model baseline {params.method}"
         " --data {input.data} --labels {input.labels} --split {input.split}"

@@ -10,12 +10,12 @@ rule labels:
         "logs/labels/shard-{shard}.log",
     benchmark:
         "benchmarks/labels/shard-{shard}.tsv"
+    conda:
+        "../../envs/crackpoint.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../../envs/crackpoint.yaml"
     shell:
         "python -m model labels {input} --out {output} > {log} 2>&1"
 
@@ -25,19 +25,19 @@ rule split:
         LABEL_FILES,
     output:
         "results/split/split.json",
-    params:
-        fractions=" ".join(str(f) for f in config["split"]["fractions"]),
-        seed=config["split"]["seed"],
     log:
         "logs/split/split.log",
     benchmark:
         "benchmarks/split/split.tsv"
+    conda:
+        "../../envs/crackpoint.yaml"
     threads: 1
     resources:
         mem_mb=1000,
         runtime=5,
-    conda:
-        "../../envs/crackpoint.yaml"
+    params:
+        fractions=" ".join(str(f) for f in config["split"]["fractions"]),
+        seed=config["split"]["seed"],
     shell:
         "python -m model split --labels {input} --out {output}"
         " --fractions {params.fractions} --seed {params.seed} > {log} 2>&1"
@@ -52,12 +52,12 @@ rule heldout_labels:
         "logs/labels/heldout-shard-{shard}.log",
     benchmark:
         "benchmarks/labels/heldout-shard-{shard}.tsv"
+    conda:
+        "../../envs/crackpoint.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../../envs/crackpoint.yaml"
     shell:
         "python -m model labels {input} --out {output} > {log} 2>&1"
 
@@ -72,11 +72,11 @@ rule heldout_split:
         "logs/split/heldout.log",
     benchmark:
         "benchmarks/split/heldout.tsv"
+    conda:
+        "../../envs/crackpoint.yaml"
     threads: 1
     resources:
         mem_mb=1000,
         runtime=5,
-    conda:
-        "../../envs/crackpoint.yaml"
     shell:
         "python -m model split --labels {input} --out {output} --fractions 0 0 1 > {log} 2>&1"

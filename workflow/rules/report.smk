@@ -26,19 +26,19 @@ rule compare:
             caption="../report/loss_curves.rst",
             category="5. Comparison",
         ),
-    params:
-        eval_dirs=expand("results/eval/{model}", model=SCORED),
-        out_dir=subpath(output.table_csv, parent=True),
     log:
         "logs/report/compare.log",
     benchmark:
         "benchmarks/report/compare.tsv"
+    conda:
+        "../../envs/crackpoint.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../../envs/crackpoint.yaml"
+    params:
+        eval_dirs=expand("results/eval/{model}", model=SCORED),
+        out_dir=subpath(output.table_csv, parent=True),
     shell:
         "python -m model compare --eval-dirs {params.eval_dirs}"
         " --histories {input.histories} --out-dir {params.out_dir} > {log} 2>&1"
@@ -64,19 +64,19 @@ rule compare_heldout:
             category="6. Held-out",
         ),
         loss_curves="results/heldout/compare/loss_curves.png",
-    params:
-        eval_dirs=expand("results/heldout/eval/{model}", model=SCORED),
-        out_dir=subpath(output.table_csv, parent=True),
     log:
         "logs/report/compare-heldout.log",
     benchmark:
         "benchmarks/report/compare-heldout.tsv"
+    conda:
+        "../../envs/crackpoint.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../../envs/crackpoint.yaml"
+    params:
+        eval_dirs=expand("results/heldout/eval/{model}", model=SCORED),
+        out_dir=subpath(output.table_csv, parent=True),
     shell:
         "python -m model compare --eval-dirs {params.eval_dirs}"
         " --histories {input.histories} --out-dir {params.out_dir} > {log} 2>&1"
@@ -99,18 +99,18 @@ rule sample_figures:
             category="2. Samples",
             subcategory="sample {sample}",
         ),
-    params:
-        position=position_in_shard,
     log:
         "logs/report/sample-{sample}.log",
     benchmark:
         "benchmarks/report/sample-{sample}.tsv"
+    conda:
+        "../../envs/simulate.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=20,
-    conda:
-        "../../envs/crackpoint.yaml"
+    params:
+        position=position_in_shard,
     shell:
         "python -m dlem plot {input} --sample {params.position}"
         " --traces {output.traces} --snapshots {output.snapshots} > {log} 2>&1"
@@ -127,17 +127,17 @@ rule overview:
             caption="../report/overview.rst",
             category="5. Comparison",
         ),
-    params:
-        models=list(MODELS),
     log:
         "logs/report/overview.log",
     benchmark:
         "benchmarks/report/overview.tsv"
+    conda:
+        "../../envs/crackpoint.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../../envs/crackpoint.yaml"
+    params:
+        models=list(MODELS),
     script:
         "../scripts/overview.py"

@@ -6,18 +6,18 @@ rule simulation_config:
     param, so editing any simulation key reruns this rule and exactly what depends on it."""
     output:
         "results/config/simulation.yaml",
-    params:
-        simulation=config["simulation"],
     log:
         "logs/simulate/simulation_config.log",
     benchmark:
         "benchmarks/simulate/simulation_config.tsv"
+    conda:
+        "../../envs/simulate.yaml"
     threads: 1
     resources:
         mem_mb=500,
         runtime=5,
-    conda:
-        "../../envs/crackpoint.yaml"
+    params:
+        simulation=config["simulation"],
     script:
         "../scripts/write_yaml.py"
 
@@ -28,18 +28,18 @@ rule simulate_shard:
         config="results/config/simulation.yaml",
     output:
         "results/data/shard-{shard}.nc",
-    params:
-        samples=shard_range,
     log:
         "logs/simulate/shard-{shard}.log",
     benchmark:
         "benchmarks/simulate/shard-{shard}.tsv"
+    conda:
+        "../../envs/simulate.yaml"
     threads: config["dataset"]["workers"]
     resources:
         mem_mb=4000,
         runtime=120,
-    conda:
-        "../../envs/crackpoint.yaml"
+    params:
+        samples=shard_range,
     shell:
         "python -m dlem simulate --config {input.config} --out {output}"
         " --samples {params.samples} --workers {threads} --quiet > {log} 2>&1"
@@ -51,18 +51,18 @@ rule simulate_heldout_shard:
         config="results/config/simulation.yaml",
     output:
         "results/heldout/data/shard-{shard}.nc",
-    params:
-        samples=heldout_shard_range,
     log:
         "logs/simulate/heldout-shard-{shard}.log",
     benchmark:
         "benchmarks/simulate/heldout-shard-{shard}.tsv"
+    conda:
+        "../../envs/simulate.yaml"
     threads: config["dataset"]["workers"]
     resources:
         mem_mb=4000,
         runtime=120,
-    conda:
-        "../../envs/crackpoint.yaml"
+    params:
+        samples=heldout_shard_range,
     shell:
         "python -m dlem simulate --config {input.config} --out {output}"
         " --samples {params.samples} --workers {threads} --quiet > {log} 2>&1"
@@ -78,12 +78,12 @@ rule simulate_pristine:
         "logs/simulate/pristine.log",
     benchmark:
         "benchmarks/simulate/pristine.tsv"
+    conda:
+        "../../envs/simulate.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=30,
-    conda:
-        "../../envs/crackpoint.yaml"
     shell:
         "python -m dlem simulate --config {input.config} --out {output} --pristine --quiet"
         " > {log} 2>&1"
@@ -103,11 +103,11 @@ rule inspect_shard:
         "logs/simulate/inspect-{shard}.log",
     benchmark:
         "benchmarks/simulate/inspect-{shard}.tsv"
+    conda:
+        "../../envs/simulate.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../../envs/crackpoint.yaml"
     shell:
         "python -m dlem inspect {input} > {output} 2> {log}"

@@ -18,19 +18,19 @@ rule train:
             subcategory="{model}",
         ),
         summary="results/models/{model}/summary.txt",
-    params:
-        flags=train_flags,
-        out_dir=subpath(output.checkpoint, parent=True),
     log:
         "logs/train/{model}.log",
     benchmark:
         "benchmarks/train/{model}.tsv"
+    conda:
+        "../../envs/crackpoint.yaml"
     threads: model_threads
     resources:
         mem_mb=8000,
         runtime=720,
-    conda:
-        "../../envs/crackpoint.yaml"
+    params:
+        flags=train_flags,
+        out_dir=subpath(output.checkpoint, parent=True),
     shell:
         "OMP_NUM_THREADS={threads} python -m model train"
         " --data {input.data} --labels {input.labels} --split {input.split}"
