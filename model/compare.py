@@ -316,7 +316,8 @@ def plot_losses(histories: Sequence[Path], out: Path) -> None:
                         marker=".", label=label)
     ax.set(xlabel="epoch", ylabel="loss", yscale="log",
            title="Training (solid) and validation (dashed) loss")
-    ax.legend(fontsize=7)
+    if ax.get_legend_handles_labels()[0]:  # no history given: an empty plot, no legend
+        ax.legend(fontsize=7)
     save_figure(fig, out, dpi=120)
 
 

@@ -281,11 +281,20 @@ def normalisation_stats(index: ShardIndex, sample_ids: np.ndarray,
 
 @contextmanager
 def _training_wavefield(index: ShardIndex, sample_ids: np.ndarray, chunk_samples: int):
-    """The lazy float64 `wavefield` of `sample_ids` (sorted), dask-chunked by sample."""
+    """The lazy float64 `wavefield` of `sample_ids` (sorted), dask-chunked by sample.
+
+    Only `wavefield` (and the dimension coordinates) is opened: its stored chunks are one
+    sample each `(1, time, sensor, component)`, so `chunk_samples` samples with the other
+    dimensions whole never split a stored chunk. The shard's other per-sample variables are
+    stored in one chunk per shard, which dask chunks of `chunk_samples` would split (xarray's
+    "specified chunks separate the stored chunks" warning)."""
+    with netCDF4.Dataset(index.paths[0]) as nc:
+        others = [name for name in nc.variables if name != "wavefield" and name not in nc.dimensions]
     wavefield = xr.open_mfdataset(
-        index.paths, combine="nested", concat_dim="sample", chunks={"sample": chunk_samples},
-        preprocess=lambda ds: ds[["wavefield"]], data_vars="minimal", coords="minimal",
-        compat="override", engine="netcdf4",
+        index.paths, combine="nested", concat_dim="sample",
+        chunks={"sample": chunk_samples, "time": -1, "sensor": -1, "component": -1},
+        drop_variables=others, data_vars="minimal", coords="minimal", compat="override",
+        engine="netcdf4",
     )["wavefield"]
     with wavefield:
         yield wavefield.sel(sample=np.sort(np.asarray(sample_ids, np.int64))).astype(np.float64)

@@ -9,7 +9,7 @@ import xarray as xr
 
 from model.checkpoint import load_checkpoint
 from model.cli import main
-from model.data import (ShardIndex, WavefieldDataset, load_labels, make_split,
+from model.data import (ShardIndex, WavefieldDataset, load_labels, make_split, mean_wavefield,
                         normalisation_stats, read_reference, write_split)
 from model.train import TrainConfig, train
 
@@ -61,6 +61,26 @@ def test_normalisation_stats_match_numpy_on_the_training_samples(contract_data):
     stats = normalisation_stats(index, ids, reference, chunk_samples=3)
     np.testing.assert_allclose(stats["mean"], field.mean(axis=(0, 1, 2)), rtol=1e-9, atol=1e-20)
     np.testing.assert_allclose(stats["std"], field.std(axis=(0, 1, 2)), rtol=1e-9)
+
+
+def test_reading_training_statistics_raises_no_chunk_warning(tmp_path, recwarn):
+    """dlem stores every per-sample variable but `wavefield` in one chunk per shard; reading
+    the statistics in chunks of fewer samples must not split those (xarray's "specified
+    chunks separate the stored chunks" warning in every training log)."""
+    from conftest import write_contract_shard
+
+    ds = write_contract_shard(tmp_path / "plain.nc", list(range(8)), np.random.default_rng(0))
+    encoding = {name: {"zlib": True} for name in ds.data_vars}
+    encoding["wavefield"]["chunksizes"] = (1, *ds["wavefield"].shape[1:])
+    ds.to_netcdf(tmp_path / "shard.nc", engine="netcdf4", encoding=encoding)
+    index = ShardIndex.build([tmp_path / "shard.nc"])
+    ids = np.arange(8)
+    stats = normalisation_stats(index, ids, None, "sensor", chunk_samples=3)
+    mean = mean_wavefield(index, ids, chunk_samples=3)
+    field = ds["wavefield"].values.astype(np.float64)
+    np.testing.assert_allclose(stats["mean"], field.mean(axis=(0, 1)), rtol=1e-9, atol=1e-20)
+    np.testing.assert_allclose(mean, field.mean(axis=0), rtol=1e-6, atol=1e-20)
+    assert not [str(w.message) for w in recwarn if "chunks" in str(w.message)]
 
 
 def test_dataset_yields_normalised_float32_samples(contract_data):
