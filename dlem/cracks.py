@@ -22,6 +22,7 @@ import numpy as np
 
 GEOMETRIES: dict[str, type["Crack"]] = {}
 PARAMS = ("family", "x", "y", "length", "width", "angle")   # the crack_params coordinate
+PARAM_UNITS = ("1", "m", "m", "m", "m", "degree")          # units of each of PARAMS
 
 
 def register(name: str) -> Callable[[type], type]:

@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from . import __version__
 from . import config as config_mod
-from .cracks import PARAMS, Crack, cut_elements, rasterize, sample_cracks
+from .cracks import PARAM_UNITS, PARAMS, Crack, cut_elements, rasterize, sample_cracks
 from .files import COMPLETE_ATTR, atomic_file
 from .lattice import Lattice, build_lattice, stable_dt, stiffness_blocks, wave_speeds
 from .sensors import nearest_nodes, sensor_grid
@@ -299,8 +299,8 @@ def to_dataset(cfg: dict, samples: list[dict], indices: np.ndarray,
             "n_cracks": ("sample", stack["n_cracks"].astype(np.int32),
                          {"units": "1", "long_name": "number of cracks"}),
             "crack_params": (("sample", "crack", "param"), stack["crack_params"],
-                             {"units": "1, m, m, m, m, degree",
-                              "long_name": "crack parameters, NaN-padded"}),
+                             {"long_name": "crack parameters, NaN-padded",
+                              "comment": "mixed units: one per param, in param_units"}),
             "crack_vertices": (("sample", "crack", "vertex", "xy"), stack["crack_vertices"],
                                {"units": "m", "long_name": "crack path vertices, NaN-padded"}),
             "sample_seed": ("sample", stack["sample_seed"].astype(np.int64),
@@ -311,6 +311,8 @@ def to_dataset(cfg: dict, samples: list[dict], indices: np.ndarray,
             "time": ("time", st.times, {"units": "s", "long_name": "time", "standard_name": "time"}),
             "component": ("component", np.array(["ux", "uy"]), {"units": "1"}),
             "param": ("param", np.array(PARAMS), {"units": "1"}),
+            "param_units": ("param", np.array(PARAM_UNITS),
+                            {"long_name": "units of each crack parameter (UDUNITS)"}),
             "xy": ("xy", np.array(["x", "y"]), {"units": "1"}),
         },
         attrs={
@@ -337,7 +339,11 @@ def to_dataset(cfg: dict, samples: list[dict], indices: np.ndarray,
 
 
 def _encoding(ds: xr.Dataset) -> dict:
-    return {v: {"zlib": True, "complevel": 4} for v in ds.data_vars}
+    """zlib for the data variables; no `_FillValue` on the float coordinates (`time`): CF
+    forbids one on a coordinate variable, and a coordinate has no missing values."""
+    encoding = {v: {"zlib": True, "complevel": 4} for v in ds.data_vars}
+    encoding.update({c: {"_FillValue": None} for c in ds.coords if ds[c].dtype.kind == "f"})
+    return encoding
 
 
 def write_atomic(ds: xr.Dataset, path: str | Path) -> None:

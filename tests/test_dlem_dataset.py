@@ -157,9 +157,12 @@ def test_shard_round_trip_has_every_variable_and_unit_of_the_contract(tiny, tmp_
         for name, (dims, dtype, units) in expect.items():
             assert ds[name].dims == dims, name
             assert ds[name].dtype == np.dtype(dtype), name
-            assert "units" in ds[name].attrs, name
             if units:
                 assert ds[name].attrs["units"] == units, name
+        # crack_params has mixed units: one per param, in the param_units coordinate (CF)
+        assert list(ds["param_units"].values) == ["1", "m", "m", "m", "m", "degree"]
+        assert "param_units" in ds["crack_params"].coords
+        assert "_FillValue" not in ds["time"].encoding
         assert ds.sizes["sensor"] == 81 and ds.sizes["time"] == 120
         assert list(ds["component"].values) == ["ux", "uy"]
         assert ds["wavefield"].encoding["zlib"]
