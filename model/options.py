@@ -30,7 +30,7 @@ from typing import Any
 
 from model.data import REFERENCES, SCALINGS
 from model.io import DataError
-from model.losses import LOSSES
+from model.losses import DEFAULT_LOSS, LOSSES
 from model.nets import ARCHITECTURES
 from model.train import SCHEDULERS, TrainConfig
 
@@ -49,8 +49,9 @@ OPTIONS: dict[str, dict[str, Any]] = {
     "lr": {"help": "AdamW learning rate", "schema": {"exclusiveMinimum": 0}},
     "weight_decay": {"help": "AdamW weight decay", "schema": {"minimum": 0}},
     "loss": {"help": "training loss: on box coordinates for box models (giou = 1 - "
-                     "generalised IoU), bce_dice for mask models; auto = mse for box "
-                     "models, bce_dice for mask models (densenet1d)",
+                     "generalised IoU, l1_giou = MAE + 1 - GIoU), bce_dice for mask models; "
+                     f"auto = {DEFAULT_LOSS['box']} for box models, {DEFAULT_LOSS['mask']} "
+                     "for mask models (densenet1d)",
              "choices": ("auto", *LOSSES)},
     "huber_delta": {"help": "Huber threshold between quadratic and linear (loss and metric)",
                     "schema": {"exclusiveMinimum": 0}},

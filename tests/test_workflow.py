@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SNAKEFILE = ROOT / "Snakefile"
 DEFAULT_CONFIG = ROOT / "workflow" / "config" / "default.yaml"
 PAPER_CONFIG = ROOT / "workflow" / "config" / "paper.yaml"
+MEDIUM_CONFIG = ROOT / "workflow" / "config" / "medium.yaml"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -85,6 +86,19 @@ def test_dry_run_succeeds(args, tmp_path):
     for rule in ("simulate_shard", "simulate_pristine", "labels", "split", "train", "evaluate",
                  "baseline", "compare", "sample_figures"):
         assert jobs.get(rule, 0) >= 1, f"no {rule} job in the dry run: {jobs}"
+
+
+def test_medium_config_differs_from_the_default_only_in_sample_counts_and_models(tmp_path):
+    """The medium run must not make the task easier: same plate, lattice, source, sensors,
+    crack families and sizes as the default run; its held-out range lies outside the data."""
+    default = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    medium = yaml.safe_load(MEDIUM_CONFIG.read_text())
+    assert medium["simulation"] == default["simulation"]
+    heldout = medium["evaluation"]["heldout"]
+    assert heldout["start"] >= medium["dataset"]["samples"] and heldout["samples"] >= 300
+    result = snakemake("--dry-run", "--directory", tmp_path, "--configfile", MEDIUM_CONFIG)
+    assert result.returncode == 0, result.stdout
+    assert job_counts(result.stdout)["evaluate_heldout"] == len(medium["models"])
 
 
 def test_paper_config_has_one_job_per_shard_and_model(tmp_path):
