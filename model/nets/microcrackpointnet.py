@@ -15,7 +15,7 @@ Data flow for one sample (PyTorch layout `(B, C, T, S)`: channels, time, sensor)
          time 500 -> 250 -> 125 -> 62 -> 31
     conv (31, 1) over the remaining time -> (C, 1, 81) -> sensor grid (C, 9, 9)
     conv 3x3 -> (7, 7) -> conv 4x4 -> (4, 4) -> flatten
-    dense 128 -> 64 -> 32 -> 16 -> 8 (ReLU, dropout) -> dense 4 (linear)
+    dense 128 -> 64 -> 32 -> 16 -> 8 (ReLU, dropout) -> dense 4 (linear or centre/size)
 
 Choices the paper leaves open, and what we chose:
 1. Inception convolutions act on the (time, sensor-index) plane with the two displacement
@@ -39,7 +39,10 @@ Choices the paper leaves open, and what we chose:
    PyTorch parameters (= Keras "trainable") + BatchNorm running mean/variance (= Keras
    "non-trainable") is within 0.2 % of 1,228,760.
 6. Dense widths halve from 128 down to 8 before the 4 outputs (§3.4: "reduced by half in each
-   subsequent layer"); dropout 0.2 after each hidden dense layer (rate not given).
+   subsequent layer"); a dropout layer after each hidden dense layer, rate 0 by default (the
+   paper names dropout layers but not their rate). Measured (docs/model.md, "Why
+   MicroCrackPointNet did not learn"): a rate of 0.2 on layers of 16 and 8 units kept the
+   network from fitting even its training set; `dropout` sets it.
 7. The output layer is linear: the four outputs are the corners (`box_output="corners"`, the
    paper's). `box_output="centre_size"` reads them instead as a centre `sigmoid(a), sigmoid(b)`
    and a size `sigmoid(c), sigmoid(d)` in plate fractions and returns the corners
@@ -73,7 +76,7 @@ class MicroCrackPointNetConfig:
     time_conv_channels: int = 128      # output channels of the (T', 1) conv (choice 5)
     grid_conv_channels: tuple[int, int] = (128, 64)  # 3x3 and 4x4 conv outputs (choice 5)
     dense_units: tuple[int, ...] = (128, 64, 32, 16, 8)  # hidden dense layers (choice 6)
-    dropout: float = 0.2               # after each hidden dense layer
+    dropout: float = 0.0               # after each hidden dense layer (choice 6)
     n_outputs: int = 4                 # xmin, ymin, xmax, ymax
     box_output: str = "corners"        # "corners" (paper: linear) | "centre_size" (choice 7)
 
