@@ -49,11 +49,17 @@ def test_normalisation_statistics_see_the_training_samples_only(contract_data, t
     assert len(train_fields) == len(split["train"])
     assert main(["train", *_args(contract_data, shards), "--arch-kwargs", json.dumps(TINY_NET),
                  "--epochs", "1", "--out-dir", str(tmp_path / "m"), "--no-progress"]) == 0
-    stats = load_checkpoint(tmp_path / "m" / "checkpoint.pt")["stats"]
+    state = load_checkpoint(tmp_path / "m" / "checkpoint.pt")
     field = np.stack(train_fields)                             # (train, time, sensor, 2)
-    np.testing.assert_allclose(stats["mean"], field.mean(axis=(0, 1, 2)), rtol=1e-6, atol=1e-15)
-    np.testing.assert_allclose(stats["std"], field.std(axis=(0, 1, 2)), rtol=1e-6)
-    assert max(stats["std"]) < 1e-8                            # the contract's 1e-9 noise
+    # the default conditioning: the training-mean wavefield subtracted, one scale per sensor
+    reference = field.mean(axis=0)
+    np.testing.assert_allclose(state["reference"].numpy(), reference, rtol=1e-5, atol=1e-16)
+    scattered = field - reference
+    stats = state["stats"]
+    assert stats["scaling"] == "sensor"
+    np.testing.assert_allclose(stats["mean"], scattered.mean(axis=(0, 1)), rtol=1e-5, atol=1e-15)
+    np.testing.assert_allclose(stats["std"], scattered.std(axis=(0, 1)), rtol=1e-5)
+    assert np.max(stats["std"]) < 1e-8                         # the contract's 1e-9 noise
 
 
 def _logit(p: np.ndarray) -> np.ndarray:

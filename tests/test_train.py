@@ -103,7 +103,8 @@ def test_tiny_network_overfits_eight_samples(contract_data, tmp_path):
     split = _custom_split(contract_data, tmp_path / "split.json",
                           [1, 2, 3, 4, 5, 6, 7, 8], [11, 12])
     config = TrainConfig(arch_kwargs=TINY, epochs=20, batch_size=8, lr=3e-3, weight_decay=0.0,
-                         patience=100, device="cpu")
+                         patience=100, device="cpu", loss="mse", reference="none",
+                         scaling="component", warmup_epochs=0.0)  # the loop, not the recipe
     state = train(*_train_args(contract_data, split), tmp_path / "run", config, progress=False)
     losses = [row["train_loss"] for row in state["history"]]
     print(f"train loss {losses[0]:.4g} -> {losses[-1]:.4g}")
