@@ -35,7 +35,8 @@ SUBSETS = ("train", "val", "test")
 # at a time. Set for the process, before any file is opened by this package.
 CHUNK_CACHE_BYTES = 4 * 2**20
 netCDF4.set_chunk_cache(CHUNK_CACHE_BYTES)
-REFERENCES = ("none", "subtract", "mean")  # what is subtracted before scaling (see condition)
+# what is subtracted before scaling (see condition); auto = subtract with a pristine file, else mean
+REFERENCES = ("auto", "none", "subtract", "mean")
 SCALINGS = ("component", "sensor", "trace")     # how the difference is scaled (see condition)
 TARGETS = ("box", "mask")  # what a model predicts: key-point boxes or the 16x16 crack mask
 # dimensions each scaling's mean and standard deviation are taken over (trace: none, see condition)

@@ -70,8 +70,9 @@ OPTIONS: dict[str, dict[str, Any]] = {
     "workers": {"help": "DataLoader worker processes reading samples (0 = main process)",
                 "schema": {"minimum": 0}, "workflow": False},
     "reference": {"help": "what is subtracted from every wavefield: subtract = the pristine "
-                          "plate (feeds the scattered field), mean = the mean wavefield of the "
-                          "training samples",
+                          "plate (feeds the scattered field; needs --pristine), mean = the "
+                          "mean wavefield of the training samples, auto = subtract when "
+                          "--pristine is given, else mean",
                   "choices": REFERENCES},
     "scaling": {"help": "how the difference is scaled: component = one mean/std per "
                         "displacement component, sensor = per sensor and component, trace "

@@ -68,7 +68,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     workers: int = 0               # DataLoader worker processes
-    reference: str = "mean"        # none | subtract (pristine wavefield) | mean (training mean)
+    reference: str = "auto"        # none | subtract (pristine) | mean (training mean) | auto
     scaling: str = "sensor"        # component | sensor | trace (model.data.condition)
     warmup_epochs: float = 1.0     # linear LR warm-up (cosine schedule), in epochs
     cache: bool = True             # keep conditioned inputs in memory after the first epoch
@@ -236,7 +236,11 @@ def matching_state(path: Path, config: TrainConfig, stamp: list[list]) -> dict |
 def training_reference(kind: str, index: ShardIndex, train_ids: np.ndarray,
                        pristine: str | None) -> np.ndarray | None:
     """The wavefield subtracted from every input `(time, sensor, component)` [m], or None:
-    the pristine plate (`subtract`) or the mean over the training samples (`mean`)."""
+    the pristine plate (`subtract`) or the mean over the training samples (`mean`); `auto`
+    is `subtract` when a pristine file is given, else `mean` (measured: the pristine plate
+    is the better reference, docs/model.md)."""
+    if kind == "auto":
+        kind = "mean" if pristine is None else "subtract"
     if kind == "subtract":
         return read_reference(pristine, index.wave_shape, index)
     if kind == "mean":

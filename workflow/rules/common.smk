@@ -144,13 +144,19 @@ TRAIN_OPTIONS = {
 PRISTINE = "results/data/pristine.nc"
 
 
+def uses_pristine(model):
+    """Whether a model entry's training reads the pristine plate: `reference` subtract, or
+    auto (the CLI's default when the key is left out), which subtracts it when given."""
+    return model.get("reference", "auto") in ("subtract", "auto")
+
+
 def train_input(wildcards):
     inputs = {
         "data": SHARD_FILES,
         "labels": LABEL_FILES,
         "split": "results/split/split.json",
     }
-    if MODELS[wildcards.model].get("reference") == "subtract":
+    if uses_pristine(MODELS[wildcards.model]):
         inputs["pristine"] = PRISTINE
     return inputs
 
@@ -161,7 +167,7 @@ def train_flags(wildcards):
     argument: Snakemake leaves params derived from input out of the params rerun trigger.)"""
     m = MODELS[wildcards.model]
     flags = [f"{flag} {m[key]}" for key, flag in TRAIN_OPTIONS.items() if key in m]
-    if m.get("reference") == "subtract":
+    if uses_pristine(m):
         flags.append(f"--pristine {PRISTINE}")
     if m.get("arch_kwargs"):
         flags.append(f"--arch-kwargs {shlex.quote(json.dumps(m['arch_kwargs']))}")
