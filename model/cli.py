@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from model.data import SUBSETS, load_labels, make_split, write_split
 from model.io import (DataError, Terminated, check_output_dir, check_output_file,
                       describe_os_error, raise_terminated)
+from model.keypoints import BOX_RULES, DEFAULT_BOX_RULE
 from model.baselines import METHODS
 from model.metrics import DEFAULT_SIZE_THRESHOLDS
 from model.options import json_object, add_option, add_train_arguments, config_from_args
@@ -49,6 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
                                    "n_cracks) of one shard, following paper §3.5.")
     p.add_argument("shard", metavar="SHARD.nc", help="simulation shard with crack_mask")
     p.add_argument("--out", required=True, metavar="LABELS.nc", help="labels file to write")
+    p.add_argument("--box-rule", choices=BOX_RULES, default=DEFAULT_BOX_RULE,
+                   help="how the one-cell margin is read (docs/model.md, Labels): cell edges "
+                        "[cmin-1, cmax+2]/W, or cell indices [cmin-1, cmax+1]/W; recorded in "
+                        "the file's box_rule attribute")
 
     p = sub.add_parser("split", formatter_class=FORMATTER,
                        help="deterministic train/val/test split by sample index",
@@ -239,7 +244,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _check_outputs(args)
         if args.command == "labels":
             from model.keypoints import write_labels
-            write_labels(args.shard, args.out)
+            write_labels(args.shard, args.out, args.box_rule)
         elif args.command == "split":
             split = make_split(load_labels(args.labels), args.fractions, args.seed)
             write_split(split, args.out)

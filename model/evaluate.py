@@ -20,7 +20,7 @@ from model.data import (Labels, ShardIndex, WavefieldDataset, box_samples, load_
                         read_samples, read_split)
 from model.inference import make_loader, predict, resolve_device
 from model.io import DataError
-from model.keypoints import predicted_mask_boxes
+from model.keypoints import label_box_rule, predicted_mask_boxes
 from model.scoring import (choose_mask_thresholds, mask_scores, mask_thresholds_from,
                            predictions_dataset, read_chosen, sigmoid, summarise,
                            write_evaluation)
@@ -90,6 +90,7 @@ def evaluate(data: list[str], labels: list[str], split: str, checkpoint: str | o
     rows = label_set.rows(ids)
     info = checkpoint_info(state, checkpoint)
     if target == "mask":
+        box_rule = label_box_rule(labels)   # the mask's box follows the labels' rule
         val_ids = box_samples(split_dict, "val", label_set)
         if from_metrics is not None:
             chosen = given
@@ -100,8 +101,9 @@ def evaluate(data: list[str], labels: list[str], split: str, checkpoint: str | o
             val_raw, _ = _predict_subset(model, index, val_ids, label_set, state, batch_size,
                                          workers, torch_device)
             chosen = choose_mask_thresholds(sigmoid(val_raw), read_samples(index, val_ids, "crack_mask"),
-                                            label_set.box[label_set.rows(val_ids)])
-        pred_raw = predicted_mask_boxes(sigmoid(raw) >= chosen["box"])
+                                            label_set.box[label_set.rows(val_ids)],
+                                            box_rule=box_rule)
+        pred_raw = predicted_mask_boxes(sigmoid(raw) >= chosen["box"], box_rule)
     else:
         pred_raw = raw
     preds = predictions_dataset(ids, pred_raw, label_set.box[rows], label_set.crack_size[rows],

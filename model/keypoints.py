@@ -3,38 +3,62 @@
 A crack mask is a `(H, W)` array over the plate (16x16 by default): row `r` is `label_y`
 (0 at the bottom, `y = 0`), column `c` is `label_x` (0 on the left, `x = 0`); a cell is 1 when
 a crack touches it. Its box is `(xmin, ymin, xmax, ymax)` as fractions of the plate width and
-height: the crack cells' min/max column and row in cell-edge coordinates
-`[cmin, cmax + 1] x [rmin, rmax + 1]`, widened by one cell on every side,
-`[cmin - 1, cmax + 2] x [rmin - 1, rmax + 2]`, clipped to `[0, W] x [0, H]`, divided by
-`W` (x) and `H` (y). A mask without a crack cell has no box (`None`, or a NaN row).
-"""
+height, from the crack cells' min/max column and row widened by one cell on every side. The
+paper's "one-pixel margin ... normalized relative to the size of the segmentation label" is
+read two ways (`BOX_RULES`, docs/model.md "Labels"):
 
+- `edges` (the default): cell-edge coordinates `[cmin, cmax + 1] x [rmin, rmax + 1]` widened
+  to `[cmin - 1, cmax + 2] x [rmin - 1, rmax + 2]`: a one-cell crack is a 3x3-cell box centred
+  on it;
+- `indices`: the cell indices themselves, `[cmin - 1, cmax + 1] x [rmin - 1, rmax + 1]`: a
+  one-cell crack is a 2x2-cell box, shifted half a cell towards the origin.
+
+Both are clipped to `[0, W] x [0, H]` and divided by `W` (x) and `H` (y). A mask without a
+crack cell has no box (`None`, or a NaN row). A labels file records its rule in the global
+attribute `box_rule` (`label_box_rule`); a mask model's predicted mask must be turned into a
+box by the same rule as the labels it is scored against.
+"""
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
 
-from model.io import (SETUP_HASH_ATTR, SHARD_LABEL_VARIABLES, check_finite, open_checked,
-                      reading, setup_of, write_netcdf_atomic)
+from model.io import (SETUP_HASH_ATTR, SHARD_LABEL_VARIABLES, DataError, check_finite,
+                      open_checked, reading, setup_of, write_netcdf_atomic)
 
 BOX_COORDS = ("xmin", "ymin", "xmax", "ymax")
 MARGIN_CELLS = 1
+BOX_RULES = ("edges", "indices")
+DEFAULT_BOX_RULE = "edges"
+BOX_RULE_ATTR = "box_rule"
+# cells added above the crack's largest index: edges = its upper edge (+1) and the margin
+_UPPER = {"edges": 1 + MARGIN_CELLS, "indices": MARGIN_CELLS}
 
 
-def mask_to_box(mask: np.ndarray) -> np.ndarray | None:
+def check_box_rule(rule: str) -> str:
+    """`rule` if it is one of `BOX_RULES`, else a ValueError naming the choices."""
+    if rule not in _UPPER:
+        raise ValueError(f"unknown box rule {rule!r}; expected one of {', '.join(BOX_RULES)}")
+    return rule
+
+
+def mask_to_box(mask: np.ndarray, rule: str = DEFAULT_BOX_RULE) -> np.ndarray | None:
     """Box of one `(H, W)` mask as float64 `[xmin, ymin, xmax, ymax]` in [0, 1], or None.
 
-    None when no cell equals 1 (the paper's "no object" case).
+    None when no cell equals 1 (the paper's "no object" case). `rule`: see `BOX_RULES`.
     """
-    box = masks_to_boxes(np.asarray(mask)[None])[0]
+    box = masks_to_boxes(np.asarray(mask)[None], rule)[0]
     return None if np.isnan(box[0]) else box
 
 
-def masks_to_boxes(masks: np.ndarray) -> np.ndarray:
-    """Boxes of `(N, H, W)` masks, vectorised: float64 `(N, 4)`, NaN rows for empty masks."""
+def masks_to_boxes(masks: np.ndarray, rule: str = DEFAULT_BOX_RULE) -> np.ndarray:
+    """Boxes of `(N, H, W)` masks by `rule` (`edges` or `indices`, module docstring),
+    vectorised: float64 `(N, 4)`, NaN rows for empty masks."""
+    upper = _UPPER[check_box_rule(rule)]
     masks = np.asarray(masks)
     if masks.ndim != 3:
         raise ValueError(f"masks must have shape (N, H, W), got {masks.shape}")
@@ -50,8 +74,8 @@ def masks_to_boxes(masks: np.ndarray) -> np.ndarray:
         [
             np.clip(cmin - MARGIN_CELLS, 0, width) / width,
             np.clip(rmin - MARGIN_CELLS, 0, height) / height,
-            np.clip(cmax + 1 + MARGIN_CELLS, 0, width) / width,
-            np.clip(rmax + 1 + MARGIN_CELLS, 0, height) / height,
+            np.clip(cmax + upper, 0, width) / width,
+            np.clip(rmax + upper, 0, height) / height,
         ],
         axis=1,
     ).astype(np.float64)
@@ -59,10 +83,11 @@ def masks_to_boxes(masks: np.ndarray) -> np.ndarray:
     return boxes
 
 
-def predicted_mask_boxes(masks: np.ndarray) -> np.ndarray:
-    """Boxes `(N, 4)` of predicted `(N, H, W)` masks (bool or 0/1) by the label rule; an empty
-    mask predicts the zero-area box `(0, 0, 0, 0)`, which every box metric scores 0."""
-    boxes = masks_to_boxes(np.asarray(masks).astype(np.uint8))
+def predicted_mask_boxes(masks: np.ndarray, rule: str = DEFAULT_BOX_RULE) -> np.ndarray:
+    """Boxes `(N, 4)` of predicted `(N, H, W)` masks (bool or 0/1) by the label rule `rule`
+    (that of the labels they are scored against, `label_box_rule`); an empty mask predicts
+    the zero-area box `(0, 0, 0, 0)`, which every box metric scores 0."""
+    boxes = masks_to_boxes(np.asarray(masks).astype(np.uint8), rule)
     return np.where(np.isnan(boxes), 0.0, boxes)
 
 
@@ -81,19 +106,22 @@ def box_to_mask(box: np.ndarray, shape: tuple[int, int] = (16, 16)) -> np.ndarra
     return (in_y[:, None] & in_x[None, :]).astype(np.uint8)
 
 
-def labels_dataset(shard: xr.Dataset, source: str) -> xr.Dataset:
-    """Key-point labels of an opened shard (`crack_mask`, `crack_size`, `n_cracks`, `sample`);
-    the shard's `setup_hash` (DataError if it has none) and file name go with them."""
+def labels_dataset(shard: xr.Dataset, source: str, box_rule: str = DEFAULT_BOX_RULE) -> xr.Dataset:
+    """Key-point labels of an opened shard (`crack_mask`, `crack_size`, `n_cracks`, `sample`)
+    by `box_rule`, which the file records; the shard's `setup_hash` (DataError if it has none)
+    and file name go with them."""
     digest, _ = setup_of(shard.attrs, source, "shard")
-    boxes = masks_to_boxes(shard["crack_mask"].values)
+    boxes = masks_to_boxes(shard["crack_mask"].values, box_rule)
+    margin = {"edges": "one-cell margin around the crack cells' edges",
+              "indices": "crack cells' min/max indices -1/+1"}[box_rule]
     has_crack = ~np.isnan(boxes[:, 0])
     labels = xr.Dataset(
         {
             "box": (("sample", "coord"), boxes, {
                 "units": "1",
                 "long_name": "crack bounding key points (xmin, ymin, xmax, ymax)",
-                "comment": "fractions of plate width (x) and height (y); one-cell margin "
-                           "around the crack cells, clipped to the plate; NaN: no crack",
+                "comment": f"fractions of plate width (x) and height (y); {margin} "
+                           f"(box_rule {box_rule}), clipped to the plate; NaN: no crack",
             }),
             "has_crack": (("sample",), has_crack, {
                 "units": "1", "long_name": "the crack mask has at least one crack cell"}),
@@ -111,26 +139,50 @@ def labels_dataset(shard: xr.Dataset, source: str) -> xr.Dataset:
             "Conventions": "CF-1.10",
             "title": "crackpoint key-point labels",
             "source": "crackpoint model.keypoints (paper section 3.5)",
-            "history": f"python -m model labels {source}",
+            "history": f"python -m model labels {source}"
+                       + ("" if box_rule == DEFAULT_BOX_RULE else f" --box-rule {box_rule}"),
             "source_shard": source,
             "shard_name": Path(source).name,
+            BOX_RULE_ATTR: box_rule,
             SETUP_HASH_ATTR: digest,
         },
     )
     return labels
 
 
-def write_labels(shard_path: str | os.PathLike, out_path: str | os.PathLike) -> Path:
-    """Write the labels NetCDF of one shard to `out_path` atomically; return the path.
+def write_labels(shard_path: str | os.PathLike, out_path: str | os.PathLike,
+                 box_rule: str = DEFAULT_BOX_RULE) -> Path:
+    """Write the labels NetCDF of one shard (boxes by `box_rule`) to `out_path` atomically;
+    return the path.
 
     The file is written to a temporary name in the same folder, then renamed, so a reader
     never sees a half-written file. A non-finite `crack_size` is refused, naming the sample.
     """
+    check_box_rule(box_rule)
     shard_path, out_path = Path(shard_path), Path(out_path)
     with open_checked(shard_path, SHARD_LABEL_VARIABLES, "shard") as shard, \
             reading(shard_path, "the crack labels"):
         check_finite(shard["crack_size"].values, shard_path, "crack_size", shard["sample"].values)
-        labels = labels_dataset(shard, str(shard_path))
+        labels = labels_dataset(shard, str(shard_path), box_rule)
     write_netcdf_atomic(labels, out_path)
     return out_path
+
+
+def label_box_rule(paths: Sequence[str | os.PathLike]) -> str:
+    """The box rule of label files (their `box_rule` attribute; a file without one was
+    written before the option existed, by `edges`). DataError if the files disagree or one
+    names an unknown rule: a predicted mask's box must follow the labels it is scored against.
+    """
+    rules = {}
+    for path in paths:
+        with open_checked(path, (), "labels") as ds:
+            rules[str(path)] = str(ds.attrs.get(BOX_RULE_ATTR, DEFAULT_BOX_RULE))
+    unknown = {p: r for p, r in rules.items() if r not in BOX_RULES}
+    if unknown:
+        raise DataError(f"label files name an unknown box_rule: {unknown}; expected one of "
+                        f"{', '.join(BOX_RULES)}")
+    if len(set(rules.values())) > 1:
+        raise DataError(f"label files mix box rules ({rules}); relabel them with one "
+                        f"`python -m model labels --box-rule`")
+    return next(iter(rules.values()), DEFAULT_BOX_RULE)
 

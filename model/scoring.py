@@ -15,14 +15,14 @@ is reported). `write_evaluation` writes in `out_dir`:
 - `figures/boxes_{best,median,worst}.png`, `figures/loss_curves.png`, `figures/iou_vs_size.png`.
 
 Mask models (`target = "mask"`, e.g. densenet1d) are scored two ways. The box way (paper
-§3.6, every table): the box of the mask `sigmoid(logits) >= t_box` by the label rule
-(`model.keypoints.masks_to_boxes`; an empty mask predicts a zero-area box). The pixel way
-(1D-DenseNet200E's, paper §3.6.2): the crack-class IoU of the mask `sigmoid >= t_pixel`
-against `crack_mask`, per sample and averaged (`pixel_IoU`), and the pooled two-class mean
-IoU (`pixel_mIoU_2class`), added by `mask_scores` (predictions.nc then also holds
-`pred_mask_prob`, `true_mask` and `pixel_iou`). Each threshold maximises its own score on
-the validation subset (`choose_mask_thresholds`, grid 0.05..0.95), unless it is fixed or
-taken from an earlier evaluation's metrics.json (`mask_thresholds_from`).
+§3.6, every table): the box of the mask `sigmoid(logits) >= t_box` by the labels file's
+rule (its `box_rule`; `model.keypoints.masks_to_boxes`; an empty mask predicts a zero-area
+box). The pixel way (1D-DenseNet200E's, paper §3.6.2): the crack-class IoU of the mask
+`sigmoid >= t_pixel` against `crack_mask`, per sample and averaged (`pixel_IoU`), and the
+pooled two-class mean IoU (`pixel_mIoU_2class`), added by `mask_scores` (predictions.nc
+then also holds `pred_mask_prob`, `true_mask` and `pixel_iou`). Each threshold maximises its
+own score on the validation subset (`choose_mask_thresholds`, grid 0.05..0.95), unless it is
+fixed or taken from an earlier evaluation's metrics.json (`mask_thresholds_from`).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ import xarray as xr
 
 from model import metrics, plots
 from model.io import DataError, write_netcdf_atomic, write_text_atomic
-from model.keypoints import BOX_COORDS, predicted_mask_boxes
+from model.keypoints import BOX_COORDS, DEFAULT_BOX_RULE, predicted_mask_boxes
 
 PANELS_PER_FIGURE = 4
 MASK_THRESHOLDS = tuple(np.round(np.arange(0.05, 0.951, 0.05), 2).tolist())
@@ -199,10 +199,13 @@ def sigmoid(logits: np.ndarray) -> np.ndarray:
 
 
 def choose_mask_thresholds(prob: np.ndarray, true_masks: np.ndarray, true_boxes: np.ndarray,
-                           grid: Sequence[float] = MASK_THRESHOLDS) -> dict:
+                           grid: Sequence[float] = MASK_THRESHOLDS,
+                           box_rule: str = DEFAULT_BOX_RULE) -> dict:
     """Thresholds on validation probabilities `(N, H, W)` maximising the mean box IoU of the
-    mask's box (`box`) and the mean pixel IoU (`pixel`); the first best on ties."""
-    box = [float(metrics.box_iou(predicted_mask_boxes(prob >= t), true_boxes).mean()) for t in grid]
+    mask's box (by `box_rule`, that of `true_boxes`' labels) (`box`) and the mean pixel IoU
+    (`pixel`); the first best on ties."""
+    box = [float(metrics.box_iou(predicted_mask_boxes(prob >= t, box_rule), true_boxes).mean())
+           for t in grid]
     pix = [float(metrics.pixel_iou(prob >= t, true_masks).mean()) for t in grid]
     return {"box": float(grid[int(np.argmax(box))]), "pixel": float(grid[int(np.argmax(pix))]),
             "grid": list(grid), "val_box_IoU": box, "val_pixel_IoU": pix}
