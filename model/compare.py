@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import os
 from collections.abc import Sequence
@@ -40,6 +39,7 @@ import numpy as np
 from model.io import DataError, open_checked, write_text_atomic
 from model.metrics import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, bootstrap_ci
 from model.plots import new_figure, save_figure
+from model.scoring import read_chosen
 
 BOX_METRICS = ("IoU", "Purity", "Integrity")
 PER_SAMPLE = {"IoU": "iou", "Purity": "purity", "Integrity": "integrity"}  # predictions.nc
@@ -71,12 +71,7 @@ def read_metrics(eval_dir: Path) -> dict:
     path = eval_dir / "metrics.json"
     if not path.is_file():
         raise DataError(f"{eval_dir} has no metrics.json; was it written by evaluate or baseline?")
-    try:
-        m = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise DataError(f"{path} is not valid JSON: {err}") from err
-    if not isinstance(m, dict):
-        raise DataError(f"{path} must hold a JSON object, got {type(m).__name__}")
+    m = read_chosen(path)
     for key in REQUIRED_KEYS:
         if key not in m:
             raise DataError(f"{path} lacks the key {key!r} (written by `python -m model "
