@@ -291,13 +291,14 @@ def _training_wavefield(index: ShardIndex, sample_ids: np.ndarray, chunk_samples
     "specified chunks separate the stored chunks" warning)."""
     with netCDF4.Dataset(index.paths[0]) as nc:
         others = [name for name in nc.variables if name != "wavefield" and name not in nc.dimensions]
-    wavefield = xr.open_mfdataset(
+    dataset = xr.open_mfdataset(
         index.paths, combine="nested", concat_dim="sample",
         chunks={"sample": chunk_samples, "time": -1, "sensor": -1, "component": -1},
         drop_variables=others, data_vars="minimal", coords="minimal", compat="override",
         engine="netcdf4",
-    )["wavefield"]
-    with wavefield:
+    )
+    with dataset:  # closes every shard, also after a read fault (a DataArray taken from the
+        wavefield = dataset["wavefield"]  # dataset would leave them in xarray's file cache)
         yield wavefield.sel(sample=np.sort(np.asarray(sample_ids, np.int64))).astype(np.float64)
 
 
@@ -306,7 +307,8 @@ def mean_wavefield(index: ShardIndex, sample_ids: np.ndarray, chunk_samples: int
     training split): the part of every sample that does not depend on the crack, a
     reference that needs no pristine plate (`reference = "mean"`)."""
     with _training_wavefield(index, sample_ids, chunk_samples) as field:
-        mean = field.mean("sample").compute(scheduler="synchronous")
+        with reading(index.paths, "the training wavefields"):
+            mean = field.mean("sample").compute(scheduler="synchronous")
     return mean.values.astype(np.float32)
 
 

@@ -82,8 +82,9 @@ class TrainConfig:
         if self.scaling not in SCALINGS:
             raise ValueError(f"scaling must be one of {SCALINGS}, got {self.scaling!r}")
         if self.warmup_epochs < 0 or (self.warmup_epochs and self.scheduler != "cosine"):
-            raise ValueError(f"warmup_epochs must be >= 0 and needs the cosine scheduler, "
-                             f"got {self.warmup_epochs} with {self.scheduler!r}")
+            raise ValueError(f"warmup_epochs must be >= 0, and 0 with the plateau scheduler "
+                             f"(got {self.warmup_epochs} with {self.scheduler!r}: pass "
+                             f"--warmup-epochs 0)")
         if self.scheduler not in SCHEDULERS:
             raise ValueError(f"scheduler must be one of {SCHEDULERS}, got {self.scheduler!r}")
         for name in ("epochs", "batch_size", "patience"):

@@ -64,7 +64,8 @@ def test_tiny_network_overfits_eight_masks(contract_data, tmp_path):
     split.update(train=list(range(1, 9)), val=[11, 12], test=rest)
     write_split(split, tmp_path / "split.json")
     config = TrainConfig(arch="densenet1d", arch_kwargs=TINY, epochs=20, batch_size=2, lr=1e-2,
-                         weight_decay=0.0, scheduler="plateau", patience=100, device="cpu")
+                         weight_decay=0.0, scheduler="plateau", patience=100, device="cpu",
+                         warmup_epochs=0.0, reference="none", scaling="component")
     state = train([str(p) for p in contract_data["shards"]],
                   [str(p) for p in contract_data["labels"]], str(tmp_path / "split.json"),
                   tmp_path / "run", config, progress=False)
