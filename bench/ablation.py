@@ -132,6 +132,17 @@ def inputs(args, rows: np.ndarray, n_train: int) -> np.ndarray:
     return condition(args.cond, pooled, n_train)
 
 
+def split_rows(box: np.ndarray, sample: np.ndarray, nval: int, ntrain: int,
+               heldout_start: int) -> tuple[np.ndarray, ...]:
+    """Cache rows (train sorted, val, test, held-out) of the samples with a crack: those below
+    `heldout_start` permuted with `default_rng(0)`, the first `nval` val, the next `nval`
+    test, the first `ntrain` of the rest train; those from `heldout_start` on held out."""
+    cracked = ~np.isnan(box).any(axis=1)
+    perm = np.random.default_rng(0).permutation(np.flatnonzero((sample < heldout_start) & cracked))
+    held = np.flatnonzero((sample >= heldout_start) & cracked)
+    return np.sort(perm[2 * nval:][:ntrain]), perm[:nval], perm[nval:2 * nval], held
+
+
 @torch.no_grad()
 def predict(model, x: np.ndarray, batch: int = 64) -> np.ndarray:
     model.eval()
@@ -144,13 +155,8 @@ def run(args) -> dict:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     box = np.load(args.cache_dir / "box.npy").astype(np.float32)
-    sample = np.load(args.cache_dir / "sample.npy")
-    cracked = ~np.isnan(box).any(axis=1)
-    main_rows = np.flatnonzero((sample < args.heldout_start) & cracked)
-    held = np.flatnonzero((sample >= args.heldout_start) & cracked)
-    perm = np.random.default_rng(0).permutation(main_rows)
-    val, test = perm[:args.nval], perm[args.nval:2 * args.nval]
-    train = np.sort(perm[2 * args.nval:][:args.ntrain])
+    train, val, test, held = split_rows(box, np.load(args.cache_dir / "sample.npy"), args.nval,
+                                        args.ntrain, args.heldout_start)
     rows = np.concatenate([train, val, test, held])
     x = inputs(args, rows, len(train))
     part = np.split(np.arange(len(rows)), np.cumsum([len(train), len(val), len(test)]))

@@ -25,19 +25,16 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ablation import split_rows  # noqa: E402
 from model.metrics import bootstrap_ci, box_iou  # noqa: E402
 
 
 def mean_box_scores(cache: Path, options: dict) -> dict:
     """IoU of the training-mean box on the run's test and held-out rows (same split rule)."""
     box = np.load(cache / "box.npy")
-    sample = np.load(cache / "sample.npy")
-    cracked = ~np.isnan(box).any(axis=1)
-    main = np.flatnonzero((sample < options["heldout_start"]) & cracked)
-    held = np.flatnonzero((sample >= options["heldout_start"]) & cracked)
-    perm = np.random.default_rng(0).permutation(main)
-    nval = options["nval"]
-    test, train = perm[nval:2 * nval], perm[2 * nval:][:options["ntrain"]]
+    train, _, test, held = split_rows(box, np.load(cache / "sample.npy"), options["nval"],
+                                      options["ntrain"], options["heldout_start"])
     mean = box[train].mean(axis=0)
     out = {}
     for name, rows in (("test", test), ("heldout", held)):

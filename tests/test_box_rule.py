@@ -15,16 +15,10 @@ from model.io import DataError
 from model.keypoints import (BOX_RULES, label_box_rule, mask_to_box, masks_to_boxes,
                              predicted_mask_boxes, write_labels)
 from model.metrics import box_iou
+from test_keypoints import _mask
 from model.scoring import choose_mask_thresholds
 
 pytestmark = pytest.mark.usefixtures("contract_single_thread")
-
-
-def _mask(cells, shape=(16, 16)):
-    mask = np.zeros(shape, np.uint8)
-    for r, c in cells:
-        mask[r, c] = 1
-    return mask
 
 
 def test_worked_example_one_crack_cell_at_column_5():

@@ -36,18 +36,11 @@ from dlem import dataset
 from dlem.cli import main as dlem_main
 from model.cli import main as model_main
 from model.io import SHARD_VARIABLES, DataError, open_checked
+from test_dlem_dataset import TINY
 
-TINY_SIM = {  # a 24-node-wide plate, 120 records: a sample in milliseconds
-    "seed": 3,
-    "plate": {"width": 0.04, "height": 0.04, "thickness": 1e-3, "youngs_modulus": 7e10,
-              "poisson_ratio": 0.3, "density": 2700.0},
-    "lattice": {"nodes_x": 24},
-    "time": {"duration": 2e-5, "n_time": 120},
-    "sources": [{"x": 0.012, "y": 0.008, "f0": 2e5, "angle": 30.0}],
-    "sensors": {"margin": 0.003},
-    "cracks": {"count": {"min": 1, "max": 1},
-               "families": [{"geometry": "segment", "length": [0.004, 0.01]}]},
-}
+TINY_SIM = {**TINY,  # test_dlem_dataset's 24-node-wide plate, 120 records; one segment crack
+            "cracks": {"count": {"min": 1, "max": 1},
+                       "families": [{"geometry": "segment", "length": [0.004, 0.01]}]}}
 TINY_NET = {"filters": [4, 8, 8, 8], "time_conv_channels": 8, "grid_conv_channels": [8, 8],
             "dense_units": [8], "dropout": 0.0}
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
