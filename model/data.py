@@ -27,6 +27,7 @@ from torch.utils.data import Dataset
 from model.io import (LABEL_VARIABLES, SHARD_VARIABLES, DataError, check_finite,
                       check_same_setup, check_setup_matches, open_checked, reading, setup_of,
                       write_text_atomic)
+from model.keypoints import BOX_RULE_ATTR, DEFAULT_BOX_RULE, common_box_rule
 
 SUBSETS = ("train", "val", "test")
 # netCDF-C gives every variable of every open file a chunk cache (64 MiB by default); with all
@@ -54,6 +55,7 @@ class Labels:
     n_cracks: np.ndarray    # (N,) int32
     paths: list[str]        # the label files, in the order given
     setup_hash: str | None = None  # their shards' set-up hash (model.io.setup_of)
+    box_rule: str = DEFAULT_BOX_RULE  # how their boxes were drawn (model.keypoints.BOX_RULES)
 
     def rows(self, sample_ids: np.ndarray) -> np.ndarray:
         """Row positions of `sample_ids`; DataError naming any id that has no label."""
@@ -68,12 +70,14 @@ class Labels:
 
 
 def load_labels(paths: Sequence[str | os.PathLike]) -> Labels:
-    """Read and concatenate label files written by `python -m model labels`."""
-    parts, setups = [], []
+    """Read and concatenate label files written by `python -m model labels`; DataError when
+    they come from shards of different set-ups, repeat a sample or mix box rules."""
+    parts, setups, rules = [], [], {}
     for path in paths:
         with open_checked(path, LABEL_VARIABLES, "labels") as ds:
             part = {name: ds[name].values for name in LABEL_VARIABLES}
             setups.append((f"labels file {path}", *setup_of(ds.attrs, path, "labels")))
+            rules[str(path)] = ds.attrs.get(BOX_RULE_ATTR)
         check_finite(part["crack_size"], path, "crack_size", part["sample"])
         has = part["has_crack"].astype(bool)
         check_finite(part["box"][has], path, "box", part["sample"][has])
@@ -81,6 +85,7 @@ def load_labels(paths: Sequence[str | os.PathLike]) -> Labels:
     if not parts:
         raise DataError("no label files given")
     digest, _ = check_same_setup(setups, "label files")
+    box_rule = common_box_rule(rules)
     merged = {name: np.concatenate([p[name] for p in parts]) for name in LABEL_VARIABLES}
     order = np.argsort(merged["sample"], kind="stable")
     merged = {name: values[order] for name, values in merged.items()}
@@ -93,7 +98,7 @@ def load_labels(paths: Sequence[str | os.PathLike]) -> Labels:
                   has_crack=merged["has_crack"].astype(bool),
                   crack_size=merged["crack_size"].astype(np.float64),
                   n_cracks=merged["n_cracks"].astype(np.int32),
-                  paths=[str(p) for p in paths], setup_hash=digest)
+                  paths=[str(p) for p in paths], setup_hash=digest, box_rule=box_rule)
 
 
 # --- split -------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from model.data import (Labels, ShardIndex, WavefieldDataset, box_samples, load_
                         read_samples, read_split)
 from model.inference import make_loader, predict, resolve_device
 from model.io import DataError
-from model.keypoints import label_box_rule, predicted_mask_boxes
+from model.keypoints import predicted_mask_boxes
 from model.scoring import (choose_mask_thresholds, mask_scores, mask_thresholds_from,
                            predictions_dataset, read_chosen, sigmoid, summarise,
                            write_evaluation)
@@ -90,7 +90,7 @@ def evaluate(data: list[str], labels: list[str], split: str, checkpoint: str | o
     rows = label_set.rows(ids)
     info = checkpoint_info(state, checkpoint)
     if target == "mask":
-        box_rule = label_box_rule(labels)   # the mask's box follows the labels' rule
+        box_rule = label_set.box_rule   # the mask's box follows the labels' rule
         val_ids = box_samples(split_dict, "val", label_set)
         if from_metrics is not None:
             chosen = given

@@ -15,8 +15,8 @@ read two ways (`BOX_RULES`, docs/model.md "Labels"):
 
 Both are clipped to `[0, W] x [0, H]` and divided by `W` (x) and `H` (y). A mask without a
 crack cell has no box (`None`, or a NaN row). A labels file records its rule in the global
-attribute `box_rule` (`label_box_rule`); a mask model's predicted mask must be turned into a
-box by the same rule as the labels it is scored against.
+attribute `box_rule` (read by `model.data.load_labels` into `Labels.box_rule`); a mask model's
+predicted mask must be turned into a box by the same rule as the labels it is scored against.
 """
 from __future__ import annotations
 
@@ -85,7 +85,7 @@ def masks_to_boxes(masks: np.ndarray, rule: str = DEFAULT_BOX_RULE) -> np.ndarra
 
 def predicted_mask_boxes(masks: np.ndarray, rule: str = DEFAULT_BOX_RULE) -> np.ndarray:
     """Boxes `(N, 4)` of predicted `(N, H, W)` masks (bool or 0/1) by the label rule `rule`
-    (that of the labels they are scored against, `label_box_rule`); an empty mask predicts
+    (that of the labels they are scored against, `Labels.box_rule`); an empty mask predicts
     the zero-area box `(0, 0, 0, 0)`, which every box metric scores 0."""
     boxes = masks_to_boxes(np.asarray(masks).astype(np.uint8), rule)
     return np.where(np.isnan(boxes), 0.0, boxes)
@@ -168,15 +168,12 @@ def write_labels(shard_path: str | os.PathLike, out_path: str | os.PathLike,
     return out_path
 
 
-def label_box_rule(paths: Sequence[str | os.PathLike]) -> str:
-    """The box rule of label files (their `box_rule` attribute; a file without one was
+def common_box_rule(rules: dict[str, str]) -> str:
+    """The one box rule of label files, given `{path: its box_rule attribute or None}` (None:
     written before the option existed, by `edges`). DataError if the files disagree or one
     names an unknown rule: a predicted mask's box must follow the labels it is scored against.
     """
-    rules = {}
-    for path in paths:
-        with open_checked(path, (), "labels") as ds:
-            rules[str(path)] = str(ds.attrs.get(BOX_RULE_ATTR, DEFAULT_BOX_RULE))
+    rules = {path: DEFAULT_BOX_RULE if rule is None else str(rule) for path, rule in rules.items()}
     unknown = {p: r for p, r in rules.items() if r not in BOX_RULES}
     if unknown:
         raise DataError(f"label files name an unknown box_rule: {unknown}; expected one of "

@@ -14,12 +14,14 @@ set-up than the shards.
 
 - Box models: the network's box, clipped to the plate.
 - Mask models (`target = "mask"`, densenet1d): the box of the mask `sigmoid(logits) >= t`
-  by the label rule, `t` the box threshold an evaluation chose (`--from-metrics`, its
+  by the box rule of the labels it was trained on (the checkpoint's `box_rule`), `t` the
+  box threshold an evaluation chose (`--from-metrics`, its
   metrics.json `mask_threshold.box`), else 0.5. An empty mask gives the zero-area box
   `(0, 0, 0, 0)` and `detected = false`.
 - Imaging baselines (`--method rapid|das`): the hyperparameters an earlier `python -m model
   baseline` run chose (`--from-metrics`, required), the pristine reference (`--pristine`);
-  the box of the cell scores `>= alpha_box`.
+  the box of the cell scores `>= alpha_box`, by the box rule of the labels that run scored
+  against (its metrics.json `box_rule`).
 
 Outputs: `PRED.nc` (below, `predictions_dataset`), `PRED.csv` beside it (same stem; one row
 per sample: `sample`, the box in fractions and in metres, `detected`), and with `--figures`
@@ -40,7 +42,8 @@ import xarray as xr
 from model.data import Labels, ShardIndex, WavefieldDataset, read_samples
 from model.io import (DataError, SHARD_VARIABLES, check_finite, check_output_dir, open_checked,
                       write_netcdf_atomic, write_text_atomic)
-from model.keypoints import BOX_COORDS, masks_to_boxes, predicted_mask_boxes
+from model.keypoints import (BOX_COORDS, BOX_RULE_ATTR, common_box_rule, masks_to_boxes,
+                             predicted_mask_boxes)
 
 DEFAULT_MASK_THRESHOLD = 0.5
 
@@ -140,7 +143,9 @@ def network_predictions(checkpoint: str | os.PathLike, index: ShardIndex, ids: n
     state = load_checkpoint(checkpoint)
     check_setup(state, index.setup_hash, index.setup, f"shard {index.paths[0]}", checkpoint)
     target = state.get("target", "box")
-    attrs = {"checkpoint": str(checkpoint), "arch": state["arch"], "target": target}
+    box_rule = common_box_rule({str(checkpoint): state.get(BOX_RULE_ATTR)})
+    attrs = {"checkpoint": str(checkpoint), "arch": state["arch"], "target": target,
+             BOX_RULE_ATTR: box_rule}
     threshold = None
     if target == "mask":
         threshold = (mask_thresholds_from(from_metrics, state["arch"])["box"]
@@ -165,7 +170,7 @@ def network_predictions(checkpoint: str | os.PathLike, index: ShardIndex, ids: n
         dataset.close()
     if target == "mask":
         prob = sigmoid(raw)
-        return predicted_mask_boxes(prob >= threshold), prob, attrs
+        return predicted_mask_boxes(prob >= threshold, box_rule), prob, attrs
     return raw, None, attrs
 
 
@@ -175,15 +180,18 @@ def baseline_predictions(method: str, index: ShardIndex, ids: np.ndarray,
     """`(boxes (N, 4), cell scores (N, H, W), attributes)` of an imaging baseline with the
     hyperparameters an earlier `python -m model baseline` chose (its metrics.json)."""
     from model.baselines.run import IMAGE_KEYS, chosen_from, read_setup, scores_for
+    from model.scoring import read_chosen
 
     best, _, _ = chosen_from(from_metrics, method)
+    chosen_rule = read_chosen(from_metrics).get(BOX_RULE_ATTR)
+    box_rule = common_box_rule({str(from_metrics): chosen_rule})
     setup = read_setup(index, pristine)
     setting = {k: best[k] for k in IMAGE_KEYS[method]}
     scores = scores_for(method, index, ids, setup, [setting])[0]
     attrs = {"method": method, "hyperparameters_from": str(from_metrics),
-             "alpha_box": float(best["alpha_box"]),
+             "alpha_box": float(best["alpha_box"]), BOX_RULE_ATTR: box_rule,
              **{k: (v if isinstance(v, str) else float(v)) for k, v in setting.items()}}
-    return predicted_mask_boxes(scores >= best["alpha_box"]), scores, attrs
+    return predicted_mask_boxes(scores >= best["alpha_box"], box_rule), scores, attrs
 
 
 # --- driver ------------------------------------------------------------------------------------
@@ -235,7 +243,8 @@ def write_figures(preds: xr.Dataset, index: ShardIndex, geometry: dict, wanted: 
     from model import plots
 
     masks = read_samples(index, wanted, "crack_mask")
-    true_boxes = masks_to_boxes(masks)
+    rule = common_box_rule({"predictions": preds.attrs.get(BOX_RULE_ATTR)})
+    true_boxes = masks_to_boxes(masks, rule)
     rows = np.searchsorted(preds["sample"].values, wanted)
     paths = []
     for k, (sample, row) in enumerate(zip(wanted, rows)):

@@ -172,21 +172,24 @@ def _train_epoch(model, loader, loss_fn, optimizer, step_scheduler, device, desc
     return total / count
 
 
-def predicted_boxes(pred: np.ndarray, target: str, threshold: float = 0.5) -> np.ndarray:
+def predicted_boxes(pred: np.ndarray, target: str, box_rule: str,
+                    threshold: float = 0.5) -> np.ndarray:
     """Boxes `(N, 4)` from a model's raw output: box models' as they are; a mask model's
-    logits `(N, H, W)` -> the box of `sigmoid >= threshold` (zeros when the mask is empty)."""
+    logits `(N, H, W)` -> the box (by the labels' `box_rule`) of `sigmoid >= threshold`
+    (zeros when the mask is empty)."""
     if target == "box":
         return pred
-    return predicted_mask_boxes(1.0 / (1.0 + np.exp(-pred)) >= threshold)
+    return predicted_mask_boxes(1.0 / (1.0 + np.exp(-pred)) >= threshold, box_rule)
 
 
-def _validate(model, loader, loss_fn, device) -> tuple[float, float]:
-    """(loss, mean box IoU of the predictions clipped to the plate) on a loader."""
+def _validate(model, loader, loss_fn, device, box_rule: str) -> tuple[float, float]:
+    """(loss, mean box IoU of the predictions clipped to the plate) on a loader; a mask
+    model's mask is boxed by the labels' `box_rule`."""
     dataset = loader.dataset
     pred = predict(model, loader, device)
     true = dataset.boxes if dataset.masks is None else dataset.masks
     loss = float(loss_fn(torch.from_numpy(pred), torch.from_numpy(np.asarray(true, np.float64))))
-    boxes = predicted_boxes(pred, dataset.target)
+    boxes = predicted_boxes(pred, dataset.target, box_rule)
     return loss, float(box_iou(np.clip(boxes, 0, 1), np.asarray(dataset.boxes, np.float64)).mean())
 
 
@@ -319,7 +322,7 @@ def train(data: list[str], labels: list[str], split: str, out_dir: str | os.Path
         "reference": None if reference is None else torch.from_numpy(reference),
         "data": {"shards": index.paths, "labels": label_set.paths, "split": str(split)},
         "params": parameter_counts(model), "inputs": stamp,
-        "setup_hash": index.setup_hash, "setup": index.setup,
+        "setup_hash": index.setup_hash, "setup": index.setup, "box_rule": label_set.box_rule,
     }
 
     try:
@@ -368,7 +371,7 @@ def _fit_gradient(model, train_set, val_set, loss_fn, config: TrainConfig, devic
         lr = optimizer.param_groups[0]["lr"]
         train_loss = _train_epoch(model, train_loader, loss_fn, optimizer, per_batch, device,
                                   f"epoch {epoch + 1}/{config.epochs}", progress)
-        val_loss, val_iou = _validate(model, val_loader, loss_fn, device)
+        val_loss, val_iou = _validate(model, val_loader, loss_fn, device, base["box_rule"])
         if per_batch is None:
             scheduler.step(val_loss)
         history.append({"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss,

@@ -12,8 +12,9 @@ import xarray as xr
 
 from model.cli import main
 from model.io import DataError
-from model.keypoints import (BOX_RULES, label_box_rule, mask_to_box, masks_to_boxes,
-                             predicted_mask_boxes, write_labels)
+from model.data import load_labels, make_split, write_split
+from model.keypoints import (BOX_RULES, mask_to_box, masks_to_boxes, predicted_mask_boxes,
+                             write_labels)
 from model.metrics import box_iou
 from test_keypoints import _mask
 from model.scoring import choose_mask_thresholds
@@ -74,8 +75,8 @@ def test_labels_file_records_its_rule_and_holds_that_rules_boxes(contract_data, 
                                       masks_to_boxes(ds["crack_mask"].values, "indices"))
     with xr.open_dataset(contract_data["labels"][0]) as labels:
         assert labels.attrs["box_rule"] == "edges"
-    assert label_box_rule([tmp_path / "i.nc"]) == "indices"
-    assert label_box_rule(contract_data["labels"]) == "edges"
+    assert load_labels([tmp_path / "i.nc"]).box_rule == "indices"
+    assert load_labels(contract_data["labels"]).box_rule == "edges"
 
 
 def test_cli_refuses_an_unknown_rule(contract_data, tmp_path, capsys):
@@ -92,10 +93,10 @@ def test_label_files_without_the_attribute_are_edges_and_mixed_rules_are_refused
         old = labels.load()
     old.attrs.pop("box_rule")
     old.to_netcdf(tmp_path / "old.nc")
-    assert label_box_rule([tmp_path / "old.nc"]) == "edges"
+    assert load_labels([tmp_path / "old.nc"]).box_rule == "edges"
     write_labels(contract_data["shards"][1], tmp_path / "i.nc", "indices")
     with pytest.raises(DataError, match="mix box rules"):
-        label_box_rule([tmp_path / "old.nc", tmp_path / "i.nc"])
+        load_labels([tmp_path / "old.nc", tmp_path / "i.nc"])
 
 
 def test_mask_thresholds_are_chosen_with_the_labels_rule():
@@ -112,21 +113,31 @@ def test_mask_thresholds_are_chosen_with_the_labels_rule():
     assert max(other["val_box_IoU"]) < 0.8
 
 
-def test_evaluate_turns_a_mask_into_a_box_by_the_rule_of_its_labels(contract_data, tmp_path):
-    """A mask model trained on `edges` labels, scored against `indices` labels: its boxes are
-    the `indices` boxes of its thresholded masks."""
-    from model.data import load_labels, make_split, write_split
+TINY_DENSENET = {"stem_channels": 4, "block_layers": [1, 1, 1], "growth": 4,
+                 "sensor_features": 8, "decoder_channels": [8, 8]}
 
+
+def _indices_labels(contract_data, tmp_path) -> list:
+    """`indices` labels of the contract shards and their split (tmp_path/split.json)."""
     labels = [write_labels(shard, tmp_path / "labels" / shard.name, "indices")
               for shard in contract_data["shards"]]
     write_split(make_split(load_labels(labels), (0.6, 0.2, 0.2), seed=0), tmp_path / "split.json")
-    tiny = {"stem_channels": 4, "block_layers": [1, 1, 1], "growth": 4, "sensor_features": 8,
-            "decoder_channels": [8, 8]}
+    return labels
+
+
+def _train_tiny_densenet(data: list, labels, split, out_dir) -> None:
+    assert main(["train", *data, "--labels", *map(str, labels), "--split", str(split),
+                 "--arch", "densenet1d", "--out-dir", str(out_dir), "--no-progress",
+                 "--epochs", "1", "--batch-size", "4",
+                 "--arch-kwargs", json.dumps(TINY_DENSENET)]) == 0
+
+
+def test_evaluate_turns_a_mask_into_a_box_by_the_rule_of_its_labels(contract_data, tmp_path):
+    """A mask model trained on `edges` labels, scored against `indices` labels: its boxes are
+    the `indices` boxes of its thresholded masks."""
+    labels = _indices_labels(contract_data, tmp_path)
     data = ["--data", *map(str, contract_data["shards"])]
-    assert main(["train", *data, "--labels", *map(str, contract_data["labels"]),
-                 "--split", str(contract_data["split"]), "--arch", "densenet1d",
-                 "--out-dir", str(tmp_path / "run"), "--no-progress", "--epochs", "1",
-                 "--batch-size", "4", "--arch-kwargs", json.dumps(tiny)]) == 0
+    _train_tiny_densenet(data, contract_data["labels"], contract_data["split"], tmp_path / "run")
     assert main(["evaluate", *data, "--labels", *map(str, labels),
                  "--split", str(tmp_path / "split.json"),
                  "--checkpoint", str(tmp_path / "run" / "checkpoint.pt"),
@@ -137,3 +148,44 @@ def test_evaluate_turns_a_mask_into_a_box_by_the_rule_of_its_labels(contract_dat
         label_set = load_labels(labels)
         np.testing.assert_array_equal(preds["true_box"].values,
                                       label_set.box[label_set.rows(preds["sample"].values)])
+
+
+def test_predict_boxes_a_mask_by_the_rule_of_the_training_labels(contract_data, tmp_path):
+    """Trained on `indices` labels, the checkpoint records the rule and `predict` (which has
+    no labels) boxes the thresholded masks by it. The box threshold (an evaluation's, read
+    with --from-metrics) is the median probability, so the masks are not empty."""
+    from model.checkpoint import load_checkpoint
+
+    labels = _indices_labels(contract_data, tmp_path)
+    data = ["--data", *map(str, contract_data["shards"])]
+    _train_tiny_densenet(data, labels, tmp_path / "split.json", tmp_path / "run")
+    checkpoint = str(tmp_path / "run" / "checkpoint.pt")
+    assert load_checkpoint(checkpoint)["box_rule"] == "indices"
+    assert main(["predict", *data, "--checkpoint", checkpoint, "--out", str(tmp_path / "p.nc")]) == 0
+    with xr.open_dataset(tmp_path / "p.nc") as preds:
+        t = float(np.median(preds["pred_mask_prob"].values))
+    (tmp_path / "metrics.json").write_text(json.dumps(
+        {"arch": "densenet1d", "mask_threshold": {"box": t, "pixel": t, "chosen_on": "test"}}))
+    assert main(["predict", *data, "--checkpoint", checkpoint, "--out", str(tmp_path / "q.nc"),
+                 "--from-metrics", str(tmp_path / "metrics.json")]) == 0
+    with xr.open_dataset(tmp_path / "q.nc") as preds:
+        assert preds.attrs["box_rule"] == "indices"
+        masks = preds["pred_mask_prob"].values >= t
+        expected = predicted_mask_boxes(masks, "indices")
+        assert not np.allclose(expected, predicted_mask_boxes(masks, "edges"))
+        np.testing.assert_allclose(preds["pred_box"].values, np.clip(expected, 0, 1), atol=1e-12)
+
+
+def test_an_imaging_baseline_boxes_by_the_rule_of_its_labels(contract_data, tmp_path):
+    labels = _indices_labels(contract_data, tmp_path)
+    out = tmp_path / "das"
+    assert main(["baseline", "das", "--data", *map(str, contract_data["shards"]),
+                 "--labels", *map(str, labels), "--split", str(tmp_path / "split.json"),
+                 "--pristine", str(contract_data["pristine"]), "--out-dir", str(out),
+                 "--grid", json.dumps({"speed": ["s"], "t_max": [6e-5]})]) == 0
+    chosen = json.loads((out / "metrics.json").read_text())
+    assert chosen["box_rule"] == "indices"
+    with xr.open_dataset(out / "predictions.nc") as preds:
+        expected = predicted_mask_boxes(
+            preds["pred_mask_prob"].values >= chosen["hyperparameters"]["alpha_box"], "indices")
+        np.testing.assert_allclose(preds["pred_box"].values, np.clip(expected, 0, 1), atol=1e-12)

@@ -94,6 +94,7 @@ def test_medium_config_differs_from_the_default_only_in_sample_counts_and_models
     default = yaml.safe_load(DEFAULT_CONFIG.read_text())
     medium = yaml.safe_load(MEDIUM_CONFIG.read_text())
     assert medium["simulation"] == default["simulation"]
+    assert medium["labels"] == default["labels"]
     heldout = medium["evaluation"]["heldout"]
     assert heldout["start"] >= medium["dataset"]["samples"] and heldout["samples"] >= 300
     result = snakemake("--dry-run", "--directory", tmp_path, "--configfile", MEDIUM_CONFIG)
@@ -136,6 +137,8 @@ def test_paper_config_has_one_job_per_shard_and_model(tmp_path):
             "evaluation.heldout", id="heldout-overlapping-the-dataset"),
         pytest.param(lambda c: c["evaluation"].update(heldout={"start": 10**6, "samples": 5}),
                      "shard_size", id="heldout-without-shard-size"),
+        pytest.param(lambda c: c["labels"].update(box_rule="centres"), "box_rule",
+                     id="unknown-box-rule"),
     ],
 )
 def test_invalid_config_fails_naming_the_key(edit, named, tmp_path):
@@ -368,9 +371,12 @@ def test_schema_choices_match_the_model_cli():
     (models[]: tests/test_options.py)."""
     from model.baselines import METHODS
     from model.data import SUBSETS
+    from model.keypoints import BOX_RULES, DEFAULT_BOX_RULE
 
     schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
     baseline = schema["properties"]["baselines"]["items"]["properties"]
     assert set(baseline["method"]["enum"]) == set(METHODS)
     subset = schema["properties"]["evaluation"]["properties"]["subset"]
     assert set(subset["enum"]) == set(SUBSETS)
+    box_rule = schema["properties"]["labels"]["properties"]["box_rule"]
+    assert set(box_rule["enum"]) == set(BOX_RULES) and box_rule["default"] == DEFAULT_BOX_RULE

@@ -108,12 +108,13 @@ def scores_for(method: str, index: ShardIndex, ids: np.ndarray, setup: dict,
 
 
 def search(method: str, index: ShardIndex, ids: np.ndarray, boxes: np.ndarray,
-           masks: np.ndarray, setup: dict, grid: dict) -> dict:
-    """The grid search on `ids` (step 2 of the module docstring)."""
+           masks: np.ndarray, setup: dict, grid: dict, box_rule: str) -> dict:
+    """The grid search on `ids` (step 2 of the module docstring); masks are boxed by the
+    labels' `box_rule`."""
     settings = image_settings(method, grid)
     results = []
     for setting, scores in zip(settings, scores_for(method, index, ids, setup, settings)):
-        chosen = choose_mask_thresholds(scores, masks, boxes, grid["alpha"])
+        chosen = choose_mask_thresholds(scores, masks, boxes, grid["alpha"], box_rule)
         best = int(np.argmax(chosen["val_box_IoU"]))
         results.append({**setting, "alpha_box": chosen["box"], "alpha_pixel": chosen["pixel"],
                         "box_IoU": chosen["val_box_IoU"][best],
@@ -200,7 +201,8 @@ def run_baseline(method: str, data: Sequence[str], labels: Sequence[str], split:
     if from_metrics is None:
         tic = time.perf_counter()
         found = search(method, index, val_ids, label_set.box[label_set.rows(val_ids)],
-                       read_samples(index, val_ids, "crack_mask"), setup, grid)
+                       read_samples(index, val_ids, "crack_mask"), setup, grid,
+                       label_set.box_rule)
         search_seconds = time.perf_counter() - tic
         best = found["best"]
         searched = {"subset": search_subset, "count": int(len(val_ids)), "grid": grid,
@@ -209,7 +211,7 @@ def run_baseline(method: str, data: Sequence[str], labels: Sequence[str], split:
 
     tic = time.perf_counter()
     scores = scores_for(method, index, ids, setup, [setting])[0]
-    boxes = predicted_mask_boxes(scores >= best["alpha_box"])
+    boxes = predicted_mask_boxes(scores >= best["alpha_box"], label_set.box_rule)
     seconds = time.perf_counter() - tic
     rows = label_set.rows(ids)
     preds = predictions_dataset(ids, boxes, label_set.box[rows], label_set.crack_size[rows],
@@ -224,7 +226,7 @@ def run_baseline(method: str, data: Sequence[str], labels: Sequence[str], split:
         "arch": name or method, "method": method, "target": "image",
         "hyperparameters": {**setting, "alpha_box": best["alpha_box"],
                             "alpha_pixel": best["alpha_pixel"]},
-        "search": searched,
+        "search": searched, "box_rule": label_set.box_rule,
         "geometry": {k: (v.tolist() if isinstance(v, np.ndarray) else v)
                      for k, v in setup["geometry"].items()},
         "params": {"trainable": 0, "non_trainable": 0, "total": 0}, "epochs": 0,

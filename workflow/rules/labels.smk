@@ -16,8 +16,10 @@ rule labels:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        box_rule=config["labels"]["box_rule"],
     shell:
-        "python -m model labels {input} --out {output} > {log} 2>&1"
+        "python -m model labels {input} --box-rule {params.box_rule} --out {output} > {log} 2>&1"
 
 
 rule split:
@@ -58,8 +60,10 @@ rule heldout_labels:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        box_rule=config["labels"]["box_rule"],
     shell:
-        "python -m model labels {input} --out {output} > {log} 2>&1"
+        "python -m model labels {input} --box-rule {params.box_rule} --out {output} > {log} 2>&1"
 
 
 rule heldout_split:
