@@ -3,22 +3,27 @@
 For a few evaluated samples (the best, the median and a poor one by the first model's IoU),
 one row each: the plate with its sensors, source, crack, 16x16 label cells, true box and every
 model's predicted box; beside it the ux traces of the sensor column nearest the crack.
-Called by the `overview` rule (`script:`); reads only workflow outputs, computes no metric.
+Called by the `overview` rule (`script:`); reads only workflow outputs and, of the shards,
+only what docs/data-format.md documents (through `model.io.open_checked`); computes no
+metric. The figure is drawn on its own Agg canvas (`model.plots.new_figure`), not by pyplot,
+and written through a temporary file (`model.plots.save_figure`).
 """
 
-import json
-import os
 import sys
 import textwrap
 from pathlib import Path
 
-import matplotlib
+if "snakemake" in globals():  # the checkout's packages, as `python -m model` from its root
+    sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1]))  # noqa: F821
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
+
+from model.io import SHARD_VARIABLES, open_checked  # noqa: E402
+from model.plots import new_figure, save_figure  # noqa: E402
+
+SOURCE_VARIABLES = ("source_x", "source_y")  # docs/data-format.md, per source [m]
 
 
 def pick_samples(predictions: xr.Dataset) -> list[tuple[str, int]]:
@@ -36,9 +41,16 @@ def pick_samples(predictions: xr.Dataset) -> list[tuple[str, int]]:
     return out
 
 
+def load(path: Path) -> xr.Dataset:
+    """A predictions file (`python -m model evaluate|baseline`), loaded and closed."""
+    with xr.open_dataset(path) as ds:
+        return ds.load()
+
+
 def open_sample(shards: list[Path], sample: int) -> xr.Dataset:
+    """Global sample `sample` of the first shard that holds it, loaded."""
     for shard in shards:
-        with xr.open_dataset(shard) as ds:
+        with open_checked(shard, (*SHARD_VARIABLES, *SOURCE_VARIABLES), "shard") as ds:
             if sample in ds["sample"].values:
                 return ds.sel(sample=sample).load()
     raise KeyError(f"sample {sample} is in none of {shards}")
@@ -53,10 +65,8 @@ def draw_plate(ax, ds: xr.Dataset, boxes: dict[str, np.ndarray], colours: dict[s
               extent=(0, width * mm, 0, height * mm), alpha=0.6)
     ax.scatter(ds["sensor_x"] * mm, ds["sensor_y"] * mm, s=6, marker="^", color="tab:blue",
                label="sensors")
-    config = json.loads(ds.attrs.get("config", "{}"))
-    for k, src in enumerate(config.get("sources", [])):
-        ax.plot(src["x"] * mm, src["y"] * mm, "*", ms=12, color="orange",
-                label="source" if k == 0 else None)
+    for k, (x, y) in enumerate(zip(ds["source_x"].values, ds["source_y"].values)):
+        ax.plot(x * mm, y * mm, "*", ms=12, color="orange", label="source" if k == 0 else None)
     if "crack_vertices" in ds:
         for crack in ds["crack_vertices"].values:
             xy = crack[np.isfinite(crack).all(axis=1)]
@@ -98,15 +108,14 @@ def draw_traces(ax, ds: xr.Dataset) -> None:
 
 
 def overview(shards: list[Path], predictions: dict[str, Path], out: Path) -> None:
-    preds = {m: xr.open_dataset(p).load() for m, p in predictions.items()}
+    preds = {m: load(p) for m, p in predictions.items()}
     first = next(iter(preds.values()))
     picks = pick_samples(first)
     palette = ["tab:red", "tab:purple", "tab:cyan", "tab:brown", "tab:olive"]
     colours = {"true box": "tab:green"}
     colours.update({m: palette[k % len(palette)] for k, m in enumerate(preds)})
-    fig, axes = plt.subplots(len(picks), 2, figsize=(11, 3.8 * len(picks)),
-                             gridspec_kw={"width_ratios": [1, 1.6]}, squeeze=False,
-                             constrained_layout=True)
+    fig = new_figure(figsize=(11, 3.8 * len(picks)), layout="constrained")
+    axes = fig.subplots(len(picks), 2, gridspec_kw={"width_ratios": [1, 1.6]}, squeeze=False)
     for row, (title, sample) in enumerate(picks):
         ds = open_sample(shards, sample)
         boxes = {"true box": first["true_box"].sel(sample=sample).values}
@@ -123,10 +132,7 @@ def overview(shards: list[Path], predictions: dict[str, Path], out: Path) -> Non
     fig.suptitle("crackpoint: 9x9 sensor traces in, crack key-point boxes out "
                  f"(samples picked by {next(iter(preds))} IoU among {first.sizes['sample']} "
                  "evaluated)", fontsize=11)
-    tmp = out.with_name(f".{out.stem}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, out)
+    save_figure(fig, out, dpi=110)
     print(f"wrote {out}: samples {[s for _, s in picks]}")
 
 
