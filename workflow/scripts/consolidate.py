@@ -13,9 +13,11 @@ handle and one chunk cache instead of one per shard.
 
 The shards are read lazily with xarray + dask in batches of `--batch-samples` samples and
 written batch by batch on one thread (HDF5 is not thread-safe), so memory stays at a few
-batches whatever the dataset's size. The file is written under a temporary name and renamed
-when complete; its global attribute `complete = 1` (docs/data-format.md) is set last. The shards must come from one config (same `config` attribute) and must not
-share a sample index; otherwise nothing is written and the error names the shards.
+batches whatever the dataset's size. The file is written through the model package's atomic
+writer (`model.io.atomic_path`: a temporary name, renamed when complete); its global attribute
+`complete = 1` (docs/data-format.md) is set last. The shards must come from one config (same
+`config` attribute, compared as text, never parsed) and must not share a sample index;
+otherwise nothing is written and the error names the shards.
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ import dask
 import netCDF4
 import numpy as np
 import xarray as xr
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the checkout's `model`
+from model.io import COMPLETE_ATTR, atomic_path  # noqa: E402
 
 
 class ConsolidateError(ValueError):
@@ -87,8 +92,6 @@ def consolidate(paths: Sequence[str | os.PathLike], out: str | os.PathLike,
         raise ConsolidateError("--chunk-samples and --batch-samples must be >= 1, --complevel 0..9")
     paths = shard_order([Path(p) for p in paths])
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     try:
         ds = xr.open_mfdataset(paths, combine="nested", concat_dim="sample", data_vars="minimal",
                                coords="minimal", compat="override", join="exact",
@@ -96,26 +99,21 @@ def consolidate(paths: Sequence[str | os.PathLike], out: str | os.PathLike,
     except ValueError as err:
         raise ConsolidateError(f"the shards do not line up (dimension sizes or coordinates "
                                f"differ): {err}") from err
-    try:
-        with ds:
-            for var in ds.variables.values():
-                var.encoding = {}  # the shards' chunking and filters do not carry over
-            now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-            ds.attrs["history"] = (f"{now} workflow/scripts/consolidate.py from {len(paths)} "
-                                   f"shards\n{ds.attrs.get('history', '')}").strip()
-            ds.attrs["consolidated_from"] = json.dumps([p.name for p in paths])
-            ds.attrs.pop("complete", None)       # set last, as the shard writer does
-            with dask.config.set(scheduler="synchronous"):
-                ds.to_netcdf(tmp, engine="netcdf4",
-                             encoding=encoding_for(ds, chunk_samples, complevel))
-            with netCDF4.Dataset(tmp, "a") as nc:
-                nc.setncattr("complete", 1)
-            summary = {"out": str(out), "shards": len(paths), "samples": int(ds.sizes["sample"]),
-                       "chunk_samples": chunk_samples}
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with ds, atomic_path(out) as tmp:
+        for var in ds.variables.values():
+            var.encoding = {}  # the shards' chunking and filters do not carry over
+        now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        ds.attrs["history"] = (f"{now} workflow/scripts/consolidate.py from {len(paths)} "
+                               f"shards\n{ds.attrs.get('history', '')}").strip()
+        ds.attrs["consolidated_from"] = json.dumps([p.name for p in paths])
+        ds.attrs.pop(COMPLETE_ATTR, None)       # set last, as the shard writer does
+        with dask.config.set(scheduler="synchronous"):
+            ds.to_netcdf(tmp, engine="netcdf4",
+                         encoding=encoding_for(ds, chunk_samples, complevel))
+        with netCDF4.Dataset(tmp, "a") as nc:
+            nc.setncattr(COMPLETE_ATTR, 1)
+        summary = {"out": str(out), "shards": len(paths), "samples": int(ds.sizes["sample"]),
+                   "chunk_samples": chunk_samples}
     summary["bytes"] = out.stat().st_size
     return summary
 
