@@ -36,6 +36,12 @@ from .source import PointSource, source_forces
 MAX_VERTICES = 48
 WAVEFIELD_DIMS = ("sample", "time", "sensor", "component")
 WAVEFIELD_ATTRS = {"units": "m", "long_name": "displacement at the sensors"}
+# Elapsed time since the simulation starts, a duration (CF section 4.4 identifies a *time
+# coordinate* by a "<unit> since <epoch>" units string, optionally standard_name "time" or
+# axis "T"; this axis has no calendar epoch, so it carries none of the three).
+TIME_ATTRS = {"units": "s", "long_name": "time since the start of the simulation",
+              "comment": "a duration, not a calendar time; each source's wavelet peaks at its "
+                         "source_onset"}
 PR_SET_PDEATHSIG = 1    # prctl option: signal this process when its parent dies
 # config sections that are not part of the physical set-up: the crack scenario and the
 # dataset seed (the sample range is not in the config)
@@ -308,7 +314,7 @@ def to_dataset(cfg: dict, samples: list[dict], indices: np.ndarray,
         },
         coords={
             "sample": ("sample", np.asarray(indices, np.int64), {"units": "1", "long_name": "global sample index"}),
-            "time": ("time", st.times, {"units": "s", "long_name": "time", "standard_name": "time"}),
+            "time": ("time", st.times, TIME_ATTRS),
             "component": ("component", np.array(["ux", "uy"]), {"units": "1"}),
             "param": ("param", np.array(PARAMS), {"units": "1"}),
             "param_units": ("param", np.array(PARAM_UNITS),
