@@ -47,7 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("labels", formatter_class=FORMATTER,
                        help="bounding key points from a shard's crack masks",
                        description="Write the key-point labels (box, has_crack, crack_size, "
-                                   "n_cracks) of one shard, following paper §3.5.")
+                                   "n_cracks) of one shard, following paper §3.5, and each "
+                                   "crack's own box, outline and length (crack_box, "
+                                   "crack_outline, crack_length; docs/data-format.md).")
     p.add_argument("shard", metavar="SHARD.nc", help="simulation shard with crack_mask")
     p.add_argument("--out", required=True, metavar="LABELS.nc", help="labels file to write")
     p.add_argument("--box-rule", choices=BOX_RULES, default=DEFAULT_BOX_RULE,

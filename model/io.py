@@ -35,7 +35,8 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-SHARD_LABEL_VARIABLES = ("sample", "crack_mask", "crack_size", "n_cracks")
+SHARD_LABEL_VARIABLES = ("sample", "crack_mask", "crack_size", "n_cracks", "crack_params",
+                         "crack_vertices")
 SHARD_VARIABLES = ("sample", "wavefield", "crack_mask", "crack_size", "n_cracks")
 LABEL_VARIABLES = ("sample", "box", "has_crack", "crack_size", "n_cracks")
 WAVEFIELD_DIMS = ("sample", "time", "sensor", "component")

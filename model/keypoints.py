@@ -17,9 +17,14 @@ Both are clipped to `[0, W] x [0, H]` and divided by `W` (x) and `H` (y). A mask
 crack cell has no box (`None`, or a NaN row). A labels file records its rule in the global
 attribute `box_rule` (read by `model.data.load_labels` into `Labels.box_rule`); a mask model's
 predicted mask must be turned into a box by the same rule as the labels it is scored against.
+
+The labels file also holds each crack's own box (the same rule applied to the cells that
+crack alone touches, `model.cracks.cell_ranges`), outline and length (`crack_variables`;
+docs/data-format.md, "Per-crack labels"; read by `model.crack_labels.load_crack_labels`).
 """
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from model.cracks import cell_ranges, crack_outlines
 from model.io import (SETUP_HASH_ATTR, SHARD_LABEL_VARIABLES, DataError, check_finite,
                       open_checked, reading, setup_of, write_netcdf_atomic)
 
@@ -58,7 +64,6 @@ def mask_to_box(mask: np.ndarray, rule: str = DEFAULT_BOX_RULE) -> np.ndarray | 
 def masks_to_boxes(masks: np.ndarray, rule: str = DEFAULT_BOX_RULE) -> np.ndarray:
     """Boxes of `(N, H, W)` masks by `rule` (`edges` or `indices`, module docstring),
     vectorised: float64 `(N, 4)`, NaN rows for empty masks."""
-    upper = _UPPER[check_box_rule(rule)]
     masks = np.asarray(masks)
     if masks.ndim != 3:
         raise ValueError(f"masks must have shape (N, H, W), got {masks.shape}")
@@ -66,21 +71,24 @@ def masks_to_boxes(masks: np.ndarray, rule: str = DEFAULT_BOX_RULE) -> np.ndarra
     crack = masks == 1
     cols = crack.any(axis=1)  # (N, W): column c holds a crack cell
     rows = crack.any(axis=2)  # (N, H): row r holds a crack cell
-    cmin = cols.argmax(axis=1)
-    cmax = width - 1 - cols[:, ::-1].argmax(axis=1)
-    rmin = rows.argmax(axis=1)
-    rmax = height - 1 - rows[:, ::-1].argmax(axis=1)
-    boxes = np.stack(
-        [
-            np.clip(cmin - MARGIN_CELLS, 0, width) / width,
-            np.clip(rmin - MARGIN_CELLS, 0, height) / height,
-            np.clip(cmax + upper, 0, width) / width,
-            np.clip(rmax + upper, 0, height) / height,
-        ],
-        axis=1,
-    ).astype(np.float64)
+    ranges = np.stack([cols.argmax(axis=1), rows.argmax(axis=1),
+                       width - 1 - cols[:, ::-1].argmax(axis=1),
+                       height - 1 - rows[:, ::-1].argmax(axis=1)], axis=1)
+    boxes = cell_boxes(ranges, width, height, rule)
     boxes[~cols.any(axis=1)] = np.nan
     return boxes
+
+
+def cell_boxes(ranges: np.ndarray, width: int, height: int,
+               rule: str = DEFAULT_BOX_RULE) -> np.ndarray:
+    """Boxes float64 `(..., 4)` in [0, 1] of crack cell spans `ranges` `(..., 4)` =
+    `(cmin, rmin, cmax, rmax)` on a `height` x `width` grid, by `rule` (module docstring)."""
+    upper = _UPPER[check_box_rule(rule)]
+    cmin, rmin, cmax, rmax = np.moveaxis(np.asarray(ranges), -1, 0)
+    return np.stack([np.clip(cmin - MARGIN_CELLS, 0, width) / width,
+                     np.clip(rmin - MARGIN_CELLS, 0, height) / height,
+                     np.clip(cmax + upper, 0, width) / width,
+                     np.clip(rmax + upper, 0, height) / height], axis=-1).astype(np.float64)
 
 
 def predicted_mask_boxes(masks: np.ndarray, rule: str = DEFAULT_BOX_RULE) -> np.ndarray:
@@ -129,11 +137,13 @@ def labels_dataset(shard: xr.Dataset, source: str, box_rule: str = DEFAULT_BOX_R
                 "units": "m", "long_name": "total crack length (copied from the shard)"}),
             "n_cracks": (("sample",), shard["n_cracks"].values.astype(np.int32), {
                 "units": "1", "long_name": "number of cracks (copied from the shard)"}),
+            **crack_variables(shard, source, box_rule),
         },
         coords={
             "sample": ("sample", shard["sample"].values.astype(np.int64),
                        {"units": "1", "long_name": "global sample index"}),
             "coord": ("coord", list(BOX_COORDS)),
+            "xy": ("xy", ["x", "y"]),
         },
         attrs={
             "Conventions": "CF-1.10",
@@ -148,6 +158,50 @@ def labels_dataset(shard: xr.Dataset, source: str, box_rule: str = DEFAULT_BOX_R
         },
     )
     return labels
+
+
+def crack_variables(shard: xr.Dataset, source: str, box_rule: str = DEFAULT_BOX_RULE) -> dict:
+    """The per-crack label variables of an opened shard (docs/data-format.md, "Per-crack
+    labels"), as `{name: (dims, values, attrs)}`: `crack_box` `(sample, crack, coord)` by
+    `box_rule` from each crack's own cells (`model.cracks.cell_ranges`), `crack_outline`
+    `(sample, crack, point, xy)` [m] (`model.cracks.crack_outlines`), `crack_length`
+    `(sample, crack)` [m]; NaN in crack rows `>= n_cracks`. The `crack` dimension is the
+    shard's. DataError naming `source` for a missing attribute or an impossible crack count.
+    """
+    missing = [a for a in ("plate_width", "plate_height", "crack_families") if a not in shard.attrs]
+    if missing:
+        raise DataError(f"shard file {source} lacks the global attribute(s) {missing} "
+                        "required by docs/data-format.md")
+    sample_ids = shard["sample"].values
+    n_cracks = shard["n_cracks"].values.astype(np.int64)
+    params = shard["crack_params"].transpose("sample", "crack", "param")
+    vertices = shard["crack_vertices"].transpose("sample", "crack", "vertex", "xy").values
+    bad = (n_cracks < 0) | (n_cracks > params.sizes["crack"])
+    if bad.any():
+        raise DataError(f"{source}: n_cracks of sample(s) {sample_ids[bad][:5].tolist()} is "
+                        f"outside [0, {params.sizes['crack']}] (the crack dimension)")
+    exists = np.arange(params.sizes["crack"]) < n_cracks[:, None]             # (N, C)
+    height, width = shard["crack_mask"].shape[1:]
+    ranges = cell_ranges(vertices, float(shard.attrs["plate_width"]),
+                         float(shard.attrs["plate_height"]), width, height)
+    boxes = np.where(exists[..., None], cell_boxes(ranges, width, height, box_rule), np.nan)
+    outlines = crack_outlines(params.values, vertices, n_cracks,
+                              list(json.loads(shard.attrs["crack_families"])), source, sample_ids)
+    lengths = np.where(exists, params.sel(param="length").values.astype(np.float64), np.nan)
+    return {
+        "crack_box": (("sample", "crack", "coord"), boxes, {
+            "units": "1", "long_name": "per-crack bounding key points (xmin, ymin, xmax, ymax)",
+            "comment": f"fractions of plate width (x) and height (y); the cells the crack "
+                       f"itself touches, boxed by box_rule {box_rule}; NaN beyond n_cracks"}),
+        "crack_outline": (("sample", "crack", "point", "xy"), outlines, {
+            "units": "m", "long_name": "per-crack outline points",
+            "comment": "segment, polyline: path vertices; rectangle, ellipse: major-axis end "
+                       "points; NaN-padded"}),
+        "crack_length": (("sample", "crack"), lengths, {
+            "units": "m", "long_name": "per-crack length measure (crack_params length)",
+            "comment": "segment: length; polyline: path length; rectangle: long side; "
+                       "ellipse: major axis; NaN beyond n_cracks"}),
+    }
 
 
 def write_labels(shard_path: str | os.PathLike, out_path: str | os.PathLike,

@@ -39,8 +39,9 @@ def contract_setup_attrs(setup: dict) -> dict:
             "wave_speed_s": float(np.sqrt(E / (2 * rho * (1 + nu))))}
 
 
-def contract_segment_mask(rng: np.random.Generator, grid: int = CONTRACT_GRID):
-    """(mask (grid, grid) uint8, length [m]) of a random straight crack on the plate."""
+def contract_segment(rng: np.random.Generator, grid: int = CONTRACT_GRID):
+    """(mask (grid, grid) uint8, length [m], end points (2, 2) [m]) of a random straight
+    crack on the plate."""
     centre = rng.uniform(0.2, 0.8, 2) * CONTRACT_PLATE
     length = rng.uniform(0.002, 0.02)
     angle = rng.uniform(0, np.pi)
@@ -49,7 +50,7 @@ def contract_segment_mask(rng: np.random.Generator, grid: int = CONTRACT_GRID):
     cells = np.clip((points / CONTRACT_PLATE * grid).astype(int), 0, grid - 1)
     mask = np.zeros((grid, grid), np.uint8)
     mask[cells[:, 1], cells[:, 0]] = 1  # row = y, column = x
-    return mask, length
+    return mask, length, points[[0, -1]]
 
 
 def write_contract_shard(path, sample_ids, rng: np.random.Generator, pristine_every: int = 0,
@@ -62,11 +63,16 @@ def write_contract_shard(path, sample_ids, rng: np.random.Generator, pristine_ev
     masks = np.zeros((n, CONTRACT_GRID, CONTRACT_GRID), np.uint8)
     sizes = np.zeros(n)
     n_cracks = np.zeros(n, np.int32)
+    params = np.full((n, 1, 6), np.nan)      # one crack row: family 0 (segment), x, y, length,
+    vertices = np.full((n, 1, 2, 2), np.nan)  # width 0, angle [deg]; its two end points
     for i in range(n):
         if pristine_every and i % pristine_every == 0:
             continue
-        masks[i], sizes[i] = contract_segment_mask(rng)
+        masks[i], sizes[i], vertices[i, 0] = contract_segment(rng)
         n_cracks[i] = 1
+        (x0, y0), (x1, y1) = vertices[i, 0]
+        params[i, 0] = [0, (x0 + x1) / 2, (y0 + y1) / 2, sizes[i], 0,
+                        np.degrees(np.arctan2(y1 - y0, x1 - x0))]
     grid = np.linspace(0.1, 0.9, 9) * CONTRACT_PLATE
     sx, sy = np.meshgrid(grid, grid)  # row-major from the lower left: k = iy * 9 + ix
     ds = xr.Dataset(
@@ -79,6 +85,8 @@ def write_contract_shard(path, sample_ids, rng: np.random.Generator, pristine_ev
             "crack_mask": (("sample", "label_y", "label_x"), masks, {"units": "1"}),
             "crack_size": (("sample",), sizes, {"units": "m"}),
             "n_cracks": (("sample",), n_cracks, {"units": "1"}),
+            "crack_params": (("sample", "crack", "param"), params),
+            "crack_vertices": (("sample", "crack", "vertex", "xy"), vertices, {"units": "m"}),
             "sample_seed": (("sample",), np.asarray(sample_ids, np.int64) + 1000, {"units": "1"}),
             "source_x": (("source",), [source["x"]], {"units": "m"}),
             "source_y": (("source",), [source["y"]], {"units": "m"}),
@@ -89,10 +97,13 @@ def write_contract_shard(path, sample_ids, rng: np.random.Generator, pristine_ev
             "sample": ("sample", np.asarray(sample_ids, np.int64), {"units": "1"}),
             "time": ("time", np.arange(n_time) * 1e-7, {"units": "s"}),
             "component": ("component", ["ux", "uy"]),
+            "param": ("param", ["family", "x", "y", "length", "width", "angle"]),
+            "xy": ("xy", ["x", "y"]),
         },
         attrs={"Conventions": "CF-1.10", "title": "contract test shard",
                "plate_width": CONTRACT_PLATE, "plate_height": CONTRACT_PLATE,
                "config": json.dumps(CONTRACT_CONFIG), **contract_setup_attrs(setup),
+               "crack_families": json.dumps(["segment"]),
                "complete": 1},
     )
     encoding = {"wavefield": {"zlib": True, "complevel": 1, "chunksizes": (1, n_time, 81, 2)}}
