@@ -27,6 +27,7 @@ SNAKEFILE = ROOT / "Snakefile"
 DEFAULT_CONFIG = ROOT / "workflow" / "config" / "default.yaml"
 PAPER_CONFIG = ROOT / "workflow" / "config" / "paper.yaml"
 MEDIUM_CONFIG = ROOT / "workflow" / "config" / "medium.yaml"
+MULTICRACK_CONFIG = ROOT / "workflow" / "config" / "multicrack.yaml"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -100,6 +101,23 @@ def test_medium_config_differs_from_the_default_only_in_sample_counts_and_models
     result = snakemake("--dry-run", "--directory", tmp_path, "--configfile", MEDIUM_CONFIG)
     assert result.returncode == 0, result.stdout
     assert job_counts(result.stdout)["evaluate_heldout"] == len(medium["models"])
+
+
+def test_multicrack_config_differs_from_the_default_only_in_the_crack_count(tmp_path):
+    """Same plate, lattice, source, sensors, label grid and crack families as the default run
+    (one set-up hash), 0 to 3 cracks per sample; its held-out range lies outside the data."""
+    default = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    multi = yaml.safe_load(MULTICRACK_CONFIG.read_text())
+    assert multi["simulation"]["cracks"].pop("count") == {"min": 0, "max": 3}
+    default["simulation"]["cracks"].pop("count")
+    assert multi["simulation"] == default["simulation"]
+    assert multi["labels"] == default["labels"]
+    assert multi["evaluation"]["heldout"]["start"] >= multi["dataset"]["samples"]
+    result = snakemake("--dry-run", "--directory", tmp_path, "--configfile", MULTICRACK_CONFIG)
+    assert result.returncode == 0, result.stdout
+    jobs = job_counts(result.stdout)
+    assert jobs["labels"] == math.ceil(multi["dataset"]["samples"] / multi["dataset"]["shard_size"])
+    assert jobs["train"] == len(multi["models"]) == jobs["evaluate_heldout"]
 
 
 def test_paper_config_has_one_job_per_shard_and_model(tmp_path):
