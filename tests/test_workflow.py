@@ -1,8 +1,8 @@
 """The Snakemake workflow: lint, dry runs, config validation, and one tiny end-to-end run.
 
 The end-to-end test runs the repository's Snakefile in a temporary working directory
-(`--directory`) with a tiny config (16 samples in 2 shards, a 24-node lattice, one epoch,
-6 held-out samples in 2 shards),
+(`--directory`) with the default config made tiny by `.test/config/config.yaml` (16 samples in
+2 shards, a 24-node lattice, one epoch, 6 held-out samples in 2 shards),
 then checks that every final output exists and parses, and that the rerun triggers
 (params, input, mtime) rerun exactly the jobs that depend on a change.
 """
@@ -27,6 +27,9 @@ SNAKEFILE = ROOT / "Snakefile"
 DEFAULT_CONFIG = ROOT / "workflow" / "config" / "default.yaml"
 PAPER_CONFIG = ROOT / "workflow" / "config" / "paper.yaml"
 MEDIUM_CONFIG = ROOT / "workflow" / "config" / "medium.yaml"
+TEST_CONFIG = ROOT / ".test" / "config" / "config.yaml"   # given after DEFAULT_CONFIG
+TINY_CONFIGS = (DEFAULT_CONFIG, TEST_CONFIG)
+TINY_MODEL_KEYS = {"epochs", "batch_size", "threads"}    # what .test changes in models[]
 MULTICRACK_CONFIG = ROOT / "workflow" / "config" / "multicrack.yaml"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -170,28 +173,40 @@ def test_invalid_config_fails_naming_the_key(edit, named, tmp_path):
 
 # ---------------------------------------------------------------- end to end
 def tiny_config() -> dict:
+    """The config snakemake builds from `--configfile` TINY_CONFIGS (its own merge)."""
+    from snakemake.utils import update_config
+
     config = default_config()
-    config["simulation"]["lattice"]["nodes_x"] = 24
-    config["dataset"] = {"samples": 16, "shard_size": 8, "workers": 1}
-    config["split"] = {"fractions": [0.5, 0.25, 0.25], "seed": 0}
-    for model in config["models"]:
-        model.update(epochs=1, batch_size=4, threads=1)
-    config["evaluation"]["size_thresholds"] = [0.0, 0.008]
-    config["evaluation"]["heldout"] = {"start": 16, "samples": 6, "shard_size": 4}
-    config["figures"] = {"samples": [0, 9]}
+    update_config(config, yaml.safe_load(TEST_CONFIG.read_text()))
     return config
+
+
+def test_the_test_config_is_the_default_made_small():
+    """.test changes sizes only: the physics, baselines and every model's options but
+    TINY_MODEL_KEYS are the default run's, so the tiny run exercises what the default runs."""
+    default, tiny = default_config(), tiny_config()
+    default["simulation"]["lattice"].pop("nodes_x")
+    assert tiny["simulation"]["lattice"].pop("nodes_x") < 96
+    assert tiny["simulation"] == default["simulation"]
+    assert tiny["baselines"] == default["baselines"] and tiny["labels"] == default["labels"]
+    assert [m["name"] for m in tiny["models"]] == [m["name"] for m in default["models"]], \
+        "add or remove the same models[] entries in .test/config/config.yaml"
+    for small, full in zip(tiny["models"], default["models"]):
+        differ = {k for k in set(small) | set(full) if small.get(k) != full.get(k)}
+        assert differ <= TINY_MODEL_KEYS, \
+            f".test/config/config.yaml models[{small['name']}]: {sorted(differ)} differ from default.yaml"
+        assert small["epochs"] == 1 and small["threads"] == 1
+    assert tiny["dataset"]["samples"] <= 16 and tiny["evaluation"]["heldout"]["samples"] <= 6
 
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    """Run the whole DAG once on the tiny config; returns (workdir, config path, config)."""
+    """Run the whole DAG once on the tiny config; returns (workdir, config files, config)."""
     workdir = tmp_path_factory.mktemp("workflow-e2e")
-    config = tiny_config()
-    path = write_config(workdir / "tiny.yaml", config)
-    result = snakemake("--cores", 2, "--directory", workdir, "--configfile", path,
+    result = snakemake("--cores", 2, "--directory", workdir, "--configfile", *TINY_CONFIGS,
                        "--show-failed-logs", cwd=workdir, timeout=900)
     assert result.returncode == 0, result.stdout[-8000:]
-    return workdir, path, config
+    return workdir, TINY_CONFIGS, tiny_config()
 
 
 def png_ok(path: Path) -> bool:
@@ -297,12 +312,12 @@ def test_end_to_end_outputs_exist_and_parse(tiny_run):
 
 @pytest.mark.slow
 def test_end_to_end_is_complete_and_reports(tiny_run):
-    workdir, path, _ = tiny_run
-    result = snakemake("--dry-run", "--directory", workdir, "--configfile", path, cwd=workdir)
+    workdir, paths, _ = tiny_run
+    result = snakemake("--dry-run", "--directory", workdir, "--configfile", *paths, cwd=workdir)
     assert result.returncode == 0, result.stdout
     assert "Nothing to be done" in result.stdout, result.stdout
     report = workdir / "report.zip"
-    result = snakemake("--report", report, "--directory", workdir, "--configfile", path,
+    result = snakemake("--report", report, "--directory", workdir, "--configfile", *paths,
                        cwd=workdir)
     assert result.returncode == 0, result.stdout[-4000:]
     assert report.stat().st_size > 0
@@ -310,12 +325,12 @@ def test_end_to_end_is_complete_and_reports(tiny_run):
 
 def rerun_jobs(tiny_run, tmp_path, edit=None, *args) -> dict[str, int]:
     """The jobs a dry run would run after `edit` of the tiny config (targets/flags in args)."""
-    workdir, path, config = tiny_run
+    workdir, paths, config = tiny_run
     if edit is not None:
         config = copy.deepcopy(config)
         edit(config)
-        path = write_config(tmp_path / "edited.yaml", config)
-    result = snakemake(*args, "--dry-run", "--directory", workdir, "--configfile", path,
+        paths = [write_config(tmp_path / "edited.yaml", config)]
+    result = snakemake(*args, "--dry-run", "--directory", workdir, "--configfile", *paths,
                        cwd=workdir)
     assert result.returncode == 0, result.stdout
     jobs = job_counts(result.stdout)
