@@ -1,22 +1,30 @@
 """Scaling benchmark: simulation workers, SLURM overhead per job, training memory at scale.
 
-    python bench/scale.py [--json] [--only sim,slurm,rss] [--slurm-up] [--rss-budget-mib 1024]
+    python bench/scale.py [--json] [--only sim,size,slurm,rss] [--compressions a,b]
+                          [--slurm-up] [--rss-budget-mib 1024]
 
 Prints one line per measurement and, with ``--json``, one JSON object as the last line.
 How each figure is measured:
 
-- ``sim_samples_per_s_1``, ``sim_samples_per_s_2``, ``sim_speedup``: wall time of
-  ``python -m dlem simulate --samples 0:N --workers W --quiet`` on the ``simulation:`` section
-  of workflow/config/default.yaml (N = ``--sim-samples``, 240 = the default dataset), after
-  one untimed 1-sample run that fills numba's on-disk cache; best of ``--repeat`` runs, W = 1
-  and 2 interleaved. The wall time includes the process start and the per-config set-up;
-  ``sim_startup_s`` is the wall time of a 1-sample run. ``sim_cores_used_W`` is the CPU time
-  of the run (workers included) over its wall time: near W when the W workers each had a core,
-  lower when other work on the machine took them. ``load_avg`` says how busy it was.
-  ``sim_range_s_W`` and ``sim_range_speedup`` time the simulation alone
-  (``dlem.dataset.simulate_range``, in one fresh process) and ``sim_write_s`` the CPU cost of
-  assembling and zlib-compressing the shard (``to_dataset`` + ``write_atomic``); ``dlem
-  simulate`` itself appends each wavefield as it arrives, overlapping this with the workers.
+- ``sim_compression``: for each ``--compressions`` choice C (default: every name of
+  dlem/compression.py), ``{"mb_per_sample", "samples_per_s_1", "samples_per_s_2",
+  "speedup", "cores_used_1", "cores_used_2", "write_s"}``. The rates are N over the wall
+  time of ``python -m dlem simulate --samples 0:N --workers W --compression C --quiet`` on
+  the ``simulation:`` section of workflow/config/default.yaml (N = ``--sim-samples``, 240 =
+  the default dataset), after one untimed 1-sample run that fills numba's on-disk cache;
+  best of ``--repeat`` runs, every (C, W = 1, 2) interleaved within a repeat. The wall time
+  includes the process start and the per-config set-up (``sim_startup_s``: the wall time of
+  a 1-sample run). ``mb_per_sample`` is the shard's size on disk over N (1e6 bytes).
+  ``cores_used_W`` is the CPU time of the run (workers included) over its wall time: near W
+  when the W workers each had a core, lower when other work on the machine took them;
+  ``load_avg`` says how busy it was. ``write_s`` is the CPU cost of assembling and
+  compressing the N samples' shard with C in one process (``to_dataset`` + ``write_atomic``);
+  ``dlem simulate`` itself appends each wavefield as it arrives, overlapping this with the
+  workers. ``sim_range_s_W`` and ``sim_range_speedup`` time the simulation alone
+  (``dlem.dataset.simulate_range``, in one fresh process), whatever the compression.
+- ``size_mb_per_sample`` (``--only size``, no timing, so it holds on a busy machine): the
+  same N samples simulated once and written with each choice (``write_atomic``), MB on disk
+  per sample.
 - ``slurm_overhead_s_per_job``: a DAG of ``--slurm-jobs`` K trivial jobs (`echo > file`) run
   by snakemake locally (``--cores 2``) and through ``--profile workflow/profiles/slurm
   --profile workflow/profiles/slurm-local`` on the throwaway cluster of
@@ -49,6 +57,8 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the checkout's dlem, as `python -m dlem` from the root
+from dlem.compression import COMPRESSIONS  # noqa: E402
 SLURM_LOCAL = ROOT / "workflow" / "scripts" / "slurm_local.py"
 PROFILES = ["--profile", str(ROOT / "workflow" / "profiles" / "slurm"),
             "--profile", str(ROOT / "workflow" / "profiles" / "slurm-local")]
@@ -57,7 +67,8 @@ MIB = 1 << 20
 SMALL_NET = {"input_pool": 50, "filters": [4, 4], "time_conv_channels": 4,
              "grid_conv_channels": [4, 4], "dense_units": [4], "attention": "none"}
 # The parts of one `dlem simulate` run, timed in a fresh process: simulate_range with 1 and 2
-# workers (after a 2-sample warm-up), then to_dataset + write_atomic (serial, in the parent).
+# workers (after a 2-sample warm-up), then to_dataset + write_atomic with each compression
+# (serial, in the parent).
 SIM_PARTS = """\
 import json, sys, time
 import numpy as np
@@ -69,10 +80,26 @@ for w in (1, 2):
     tic = time.perf_counter()
     samples = dataset.simulate_range(cfg, 0, n, w, progress=False)
     seconds[f"sim_range_s_{w}"] = round(time.perf_counter() - tic, 2)
-tic = time.perf_counter()
-dataset.write_atomic(dataset.to_dataset(cfg, samples, np.arange(n)), out)
-seconds["sim_write_s"] = round(time.perf_counter() - tic, 2)
+ds = dataset.to_dataset(cfg, samples, np.arange(n))
+seconds["write_s"] = {}
+for name in sys.argv[4:]:
+    tic = time.perf_counter()
+    dataset.write_atomic(ds, out, name)
+    seconds["write_s"][name] = round(time.perf_counter() - tic, 2)
 print(json.dumps(seconds))
+"""
+# Shard size per compression, no timing: N samples simulated once, written with each choice.
+SIZES = """\
+import json, os, sys
+import numpy as np
+from dlem import config, dataset
+cfg, n, out = config.load(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+ds = dataset.to_dataset(cfg, dataset.simulate_range(cfg, 0, n, 1, progress=False), np.arange(n))
+sizes = {}
+for name in sys.argv[4:]:
+    dataset.write_atomic(ds, out, name)
+    sizes[name] = round(os.path.getsize(out) / n / 1e6, 4)
+print(json.dumps(sizes))
 """
 TRIVIAL_SNAKEFILE = """\
 rule all:
@@ -118,47 +145,61 @@ def simulation_config(path: Path, nodes_x: int | None = None) -> Path:
 
 
 # ---------------------------------------------------------------- simulation workers
-def bench_simulation(work: Path, samples: int, repeat: int) -> dict:
+def bench_simulation(work: Path, samples: int, repeat: int, compressions: list[str]) -> dict:
     config = simulation_config(work / "simulation.yaml")
     out = work / "sim.nc"
 
-    def simulate(n: int, workers: int) -> tuple[float, float]:
+    def simulate(n: int, workers: int, compression: str) -> tuple[float, float, float]:
+        """(wall s, CPU s, MB per sample) of one `dlem simulate` run."""
         cpu = {}
         wall = timed([sys.executable, "-m", "dlem", "simulate", "--config", config, "--out", out,
-                      "--samples", f"0:{n}", "--workers", workers, "--quiet"], cpu=cpu)[0]
-        return wall, cpu["s"]
+                      "--samples", f"0:{n}", "--workers", workers, "--compression", compression,
+                      "--quiet"], cpu=cpu)[0]
+        return wall, cpu["s"], out.stat().st_size / n / 1e6
 
-    simulate(1, 1)  # numba's on-disk cache
-    startup = simulate(1, 1)[0]
+    simulate(1, 1, compressions[0])  # numba's on-disk cache
+    startup = simulate(1, 1, compressions[0])[0]
     load_before = load_avg()
-    best = {1: (float("inf"), 0.0), 2: (float("inf"), 0.0)}
+    best = {(c, w): (float("inf"), 0.0, 0.0) for c in compressions for w in (1, 2)}
     for _ in range(repeat):
-        for workers in (1, 2):
-            best[workers] = min(best[workers], simulate(samples, workers))
+        for key in best:
+            best[key] = min(best[key], simulate(samples, key[1], key[0]))
     out.unlink(missing_ok=True)
     parts = json.loads(subprocess.run([sys.executable, "-c", SIM_PARTS, str(config), str(samples),
-                                       str(work / "parts.nc")], check=True, capture_output=True,
-                                      text=True).stdout.splitlines()[-1])
-    rate = {w: samples / s for w, (s, _) in best.items()}
-    # CPU seconds per wall second: 2.0 means both workers had a core of their own all along
-    cores = {w: c / s for w, (s, c) in best.items()}
-    result = {"sim_samples": samples, "sim_seconds_1": round(best[1][0], 2),
-              "sim_seconds_2": round(best[2][0], 2), "sim_samples_per_s_1": round(rate[1], 2),
-              "sim_samples_per_s_2": round(rate[2], 2), "sim_speedup": round(rate[2] / rate[1], 3),
-              "sim_cpu_s_1": round(best[1][1], 2), "sim_cpu_s_2": round(best[2][1], 2),
-              "sim_cores_used_1": round(cores[1], 2), "sim_cores_used_2": round(cores[2], 2),
-              "sim_startup_s": round(startup, 2), **parts,
-              "sim_range_speedup": round(parts["sim_range_s_1"] / parts["sim_range_s_2"], 3),
-              "load_avg": [load_before, load_avg()]}
-    print(f"simulate {samples} samples (default config): 1 worker {best[1][0]:.1f} s "
-          f"({rate[1]:.1f} samples/s, {cores[1]:.2f} cores busy), 2 workers {best[2][0]:.1f} s "
-          f"({rate[2]:.1f} samples/s, {cores[2]:.2f} cores busy), speedup {rate[2] / rate[1]:.2f}x; "
-          f"start-up {startup:.1f} s; load avg {load_before}")
-    print(f"  of which simulating (dlem.dataset.simulate_range, in one process): 1 worker "
+                                       str(work / "parts.nc"), *compressions], check=True,
+                                      capture_output=True, text=True).stdout.splitlines()[-1])
+    per_choice = {}
+    for c in compressions:
+        (s1, cpu1, mb), (s2, cpu2, _) = best[c, 1], best[c, 2]
+        # CPU seconds per wall second: 2.0 means both workers had a core of their own all along
+        per_choice[c] = {"mb_per_sample": round(mb, 4), "samples_per_s_1": round(samples / s1, 2),
+                         "samples_per_s_2": round(samples / s2, 2), "speedup": round(s1 / s2, 3),
+                         "cores_used_1": round(cpu1 / s1, 2), "cores_used_2": round(cpu2 / s2, 2),
+                         "write_s": parts["write_s"][c]}
+        print(f"simulate {samples} samples (default config), --compression {c}: "
+              f"{mb:.3f} MB/sample; 1 worker {samples / s1:.1f} samples/s "
+              f"({cpu1 / s1:.2f} cores busy), 2 workers {samples / s2:.1f} samples/s "
+              f"({cpu2 / s2:.2f} cores busy), speedup {s1 / s2:.2f}x; writing the shard in one "
+              f"process {parts['write_s'][c]:.1f} s")
+    range_speedup = round(parts["sim_range_s_1"] / parts["sim_range_s_2"], 3)
+    print(f"  simulating alone (dlem.dataset.simulate_range, in one process): 1 worker "
           f"{parts['sim_range_s_1']:.1f} s, 2 workers {parts['sim_range_s_2']:.1f} s "
-          f"({result['sim_range_speedup']:.2f}x); assembling + writing the shard (one process, "
-          f"zlib): {parts['sim_write_s']:.1f} s")
-    return result
+          f"({range_speedup:.2f}x); start-up {startup:.1f} s; load avg {load_before}")
+    return {"sim_samples": samples, "sim_compression": per_choice,
+            "sim_startup_s": round(startup, 2), "sim_range_s_1": parts["sim_range_s_1"],
+            "sim_range_s_2": parts["sim_range_s_2"], "sim_range_speedup": range_speedup,
+            "load_avg": [load_before, load_avg()]}
+
+
+def bench_sizes(work: Path, samples: int, compressions: list[str]) -> dict:
+    config = simulation_config(work / "simulation.yaml")
+    sizes = json.loads(subprocess.run([sys.executable, "-c", SIZES, str(config), str(samples),
+                                       str(work / "sizes.nc"), *compressions], check=True,
+                                      capture_output=True, text=True).stdout.splitlines()[-1])
+    for name, mb in sizes.items():
+        print(f"shard size, {samples} samples (default config), --compression {name}: "
+              f"{mb:.3f} MB/sample")
+    return {"size_samples": samples, "size_mb_per_sample": sizes}
 
 
 # ---------------------------------------------------------------- SLURM overhead
@@ -283,8 +324,12 @@ def bench_rss(work: Path, budget_mib: int, factor: float, shard_size: int, chunk
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--json", action="store_true", help="print the JSON summary as the last line")
-    p.add_argument("--only", default="sim,slurm,rss", help="comma-separated parts to run")
-    p.add_argument("--sim-samples", type=int, default=240, help="samples per simulation timing")
+    p.add_argument("--only", default="sim,slurm,rss",
+                   help="comma-separated parts to run: sim, size (no timing), slurm, rss")
+    p.add_argument("--sim-samples", type=int, default=240,
+                   help="samples per simulation timing (and per shard of `size`)")
+    p.add_argument("--compressions", default=",".join(COMPRESSIONS),
+                   help="comma-separated --compression choices of `sim` and `size`")
     p.add_argument("--repeat", type=int, default=2, help="simulation timings per worker count (best kept)")
     p.add_argument("--slurm-jobs", type=int, default=8, help="trivial jobs in the SLURM DAG")
     p.add_argument("--slurm-up", action="store_true",
@@ -299,8 +344,14 @@ def main(argv: list[str] | None = None) -> dict:
     summary = {"cpus": os.cpu_count(), "load_avg_start": load_avg()}
     with tempfile.TemporaryDirectory(prefix="crackpoint-scale-") as tmp:
         work = Path(tmp)
+        compressions = args.compressions.split(",")
+        unknown = sorted(set(compressions) - set(COMPRESSIONS))
+        if unknown:
+            p.error(f"--compressions: unknown {unknown}; choose from {', '.join(COMPRESSIONS)}")
         if "sim" in parts:
-            summary.update(bench_simulation(work, args.sim_samples, args.repeat))
+            summary.update(bench_simulation(work, args.sim_samples, args.repeat, compressions))
+        if "size" in parts:
+            summary.update(bench_sizes(work, args.sim_samples, compressions))
         if "slurm" in parts:
             summary.update(bench_slurm(work, args.slurm_jobs, args.slurm_up))
         if "rss" in parts:

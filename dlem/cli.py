@@ -17,6 +17,7 @@ import threading
 import time
 
 from . import config as config_mod
+from .compression import COMPRESSIONS, DEFAULT_COMPRESSION
 from .files import describe_os_error
 
 
@@ -66,6 +67,10 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int, default=1, help="worker processes (same bits for any)")
     s.add_argument("--pristine", action="store_true",
                    help="write the crack-free reference (one sample, ignores --samples)")
+    s.add_argument("--compression", choices=list(COMPRESSIONS), default=DEFAULT_COMPRESSION,
+                   help="lossless HDF5 filters of the data variables (dlem/compression.py): "
+                        "zlib level, with or without the shuffle filter, or none; default "
+                        "%(default)s")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
 
     i = sub.add_parser("inspect", help="print a summary of a shard")
@@ -90,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
             cfg = config_mod.load(args.config)
             start, stop = args.samples
             ds = write_shard(cfg, args.out, start, stop, args.workers, args.pristine,
-                             progress=not args.quiet)
+                             progress=not args.quiet, compression=args.compression)
             print(f"wrote {args.out}: {ds.sizes['sample']} samples, {ds.attrs['source']}")
         elif args.command == "inspect":
             from .inspect import summary

@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from . import __version__
 from . import config as config_mod
+from .compression import DEFAULT_COMPRESSION, filters
 from .cracks import PARAM_UNITS, PARAMS, Crack, cut_elements, rasterize, sample_cracks
 from .files import COMPLETE_ATTR, atomic_file
 from .lattice import Lattice, build_lattice, stable_dt, stiffness_blocks, wave_speeds
@@ -344,18 +345,20 @@ def to_dataset(cfg: dict, samples: list[dict], indices: np.ndarray,
     return ds
 
 
-def _encoding(ds: xr.Dataset) -> dict:
-    """zlib for the data variables; no `_FillValue` on the float coordinates (`time`): CF
-    forbids one on a coordinate variable, and a coordinate has no missing values."""
-    encoding = {v: {"zlib": True, "complevel": 4} for v in ds.data_vars}
+def _encoding(ds: xr.Dataset, compression: str = DEFAULT_COMPRESSION) -> dict:
+    """The filters of ``compression`` (``dlem.compression``) for the data variables; no
+    `_FillValue` on the float coordinates (`time`): CF forbids one on a coordinate variable,
+    and a coordinate has no missing values."""
+    encoding = {v: filters(compression) for v in ds.data_vars}
     encoding.update({c: {"_FillValue": None} for c in ds.coords if ds[c].dtype.kind == "f"})
     return encoding
 
 
-def write_atomic(ds: xr.Dataset, path: str | Path) -> None:
-    """Write a whole ``ds`` to NetCDF (zlib, one chunk per sample for the wavefield),
-    atomically, with ``complete = 1`` set last."""
-    encoding = _encoding(ds)
+def write_atomic(ds: xr.Dataset, path: str | Path,
+                 compression: str = DEFAULT_COMPRESSION) -> None:
+    """Write a whole ``ds`` to NetCDF (``compression``, one chunk per sample for the
+    wavefield), atomically, with ``complete = 1`` set last."""
+    encoding = _encoding(ds, compression)
     if "wavefield" in ds:
         encoding["wavefield"]["chunksizes"] = (1,) + ds["wavefield"].shape[1:]
     with atomic_file(path) as tmp:
@@ -365,8 +368,10 @@ def write_atomic(ds: xr.Dataset, path: str | Path) -> None:
 
 
 def write_shard(cfg: dict, out: str | Path, start: int, stop: int, workers: int = 1,
-                pristine: bool = False, progress: bool = True) -> xr.Dataset:
-    """Simulate samples ``start..stop-1`` (or the one pristine sample) and write the shard.
+                pristine: bool = False, progress: bool = True,
+                compression: str = DEFAULT_COMPRESSION) -> xr.Dataset:
+    """Simulate samples ``start..stop-1`` (or the one pristine sample) and write the shard,
+    every data variable filtered by ``compression`` (a name of ``dlem.compression``).
 
     The labels are written first; each wavefield is appended (compressed) as it arrives
     from the workers, so writing overlaps simulating and memory holds one sample at a time;
@@ -374,15 +379,16 @@ def write_shard(cfg: dict, out: str | Path, start: int, stop: int, workers: int 
     explains how an interrupted write is cleaned up).
     Returns the shard's dataset without the wavefield.
     """
+    encoding_filters = filters(compression)  # an unknown name fails before any work
     if pristine:
         start, stop = 0, 1
     indices = np.arange(start, stop)
     ds = to_dataset(cfg, [describe_sample(cfg, i, pristine) for i in indices], indices, pristine)
     st = setup(cfg)
     with atomic_file(out) as tmp:
-        ds.to_netcdf(tmp, engine="netcdf4", encoding=_encoding(ds))
+        ds.to_netcdf(tmp, engine="netcdf4", encoding=_encoding(ds, compression))
         with netCDF4.Dataset(tmp, "a") as nc:
-            var = nc.createVariable("wavefield", "f4", WAVEFIELD_DIMS, zlib=True, complevel=4,
+            var = nc.createVariable("wavefield", "f4", WAVEFIELD_DIMS, **encoding_filters,
                                     chunksizes=(1, len(st.times), len(st.sensor_nodes), 2))
             var.setncatts(WAVEFIELD_ATTRS)
             for k, field in enumerate(wavefields(cfg, indices, workers, pristine, progress)):
