@@ -9,8 +9,9 @@ beyond a crack's last vertex and for every crack row at or beyond the sample's `
 **Cells.** A crack path is connected, so the label cells it touches (closed cells, as the
 solver rasterises `crack_mask`: a path on a cell edge touches both neighbours) span exactly
 the columns of its vertices' x extent and the rows of their y extent. `cell_ranges` gives
-that span per crack; `model.keypoints.cell_boxes` turns it into a box by the labels' rule, so
-a one-crack sample's per-crack box equals its union-mask box.
+that span per crack, with the cell bounds computed as the solver computes them (a vertex
+exactly on an edge falls as in `crack_mask`); `model.keypoints.cell_boxes` turns it into a box
+by the labels' rule, so a one-crack sample's per-crack box equals its union-mask box.
 
 **Outline** (`OUTLINE_RULES`): an open path (`segment`, `polyline`) is its vertices in the
 shard's order (a segment: its two end points); a closed shape (`rectangle`, `ellipse`) is
@@ -43,13 +44,23 @@ def cell_ranges(vertices: np.ndarray, width: float, height: float, nx: int, ny: 
     finite = np.isfinite(vertices).all(axis=-1)                                 # (..., V)
     lo = np.where(finite[..., None], vertices, np.inf).min(axis=-2)            # (..., 2)
     hi = np.where(finite[..., None], vertices, -np.inf).max(axis=-2)
-    x_edges = np.arange(1, nx) * width / nx   # inner edges, as the solver's cell corners
-    y_edges = np.arange(1, ny) * height / ny
-    ranges = np.stack([np.searchsorted(x_edges, lo[..., 0], side="left"),
-                       np.searchsorted(y_edges, lo[..., 1], side="left"),
-                       np.searchsorted(x_edges, hi[..., 0], side="right"),
-                       np.searchsorted(y_edges, hi[..., 1], side="right")], axis=-1)
+    ranges = np.stack([_first_cell(lo[..., 0], width, nx), _first_cell(lo[..., 1], height, ny),
+                       _last_cell(hi[..., 0], width, nx), _last_cell(hi[..., 1], height, ny)],
+                      axis=-1)
     return np.where(finite.any(axis=-1)[..., None], ranges, -1).astype(np.int64)
+
+
+def _first_cell(low: np.ndarray, size: float, n: int) -> np.ndarray:
+    """Lowest cell index whose closed span `[c, c + 1] * size / n` reaches up to `low`; the
+    cell bounds are computed as the solver's rasteriser computes them."""
+    upper = np.arange(n) * size / n + size / n
+    return np.minimum(np.searchsorted(upper, low, side="left"), n - 1)
+
+
+def _last_cell(high: np.ndarray, size: float, n: int) -> np.ndarray:
+    """Highest cell index whose closed span starts at or below `high`."""
+    lower = np.arange(n) * size / n
+    return np.maximum(np.searchsorted(lower, high, side="right") - 1, 0)
 
 
 def outline_points(vertices: np.ndarray, geometry: str) -> np.ndarray:

@@ -17,7 +17,7 @@ import xarray as xr
 
 from dlem import config as config_mod
 from dlem import dataset
-from dlem.cracks import Ellipse, Rectangle, Segment, rasterize
+from dlem.cracks import Ellipse, Polyline, Rectangle, Segment, rasterize
 from model.cli import main as model_main
 from model.crack_labels import load_crack_labels
 from model.cracks import cell_ranges, outline_points
@@ -156,6 +156,21 @@ def test_a_path_on_a_cell_edge_touches_both_cells_as_the_solver_rasterises():
     assert [cols.min(), rows.min(), cols.max(), rows.max()] == [2, 2, 5, 2]
 
 
+@pytest.mark.parametrize("width, n", [(0.1, 16), (0.04, 16), (0.3, 16), (0.1, 7)])
+def test_paths_ending_on_cell_edges_touch_the_cells_the_solver_marks(width, n):
+    """Vertices exactly on every inner cell edge, in floating point: the edge computed as the
+    solver computes it (c * width / n, and the previous cell's start plus width / n, which
+    can differ by one ulp) decides, as in dlem.cracks.rasterize."""
+    for c in range(1, n):
+        e = c * width / n
+        for points in ([[e, 0.3 * width], [e, 0.6 * width]], [[0.3 * width, e], [0.6 * width, e]],
+                       [[e, e], [0.6 * width, 0.7 * width]], [[0.2 * width, 0.1 * width], [e, e]]):
+            crack = Polyline.from_params(points=points)
+            rows, cols = np.nonzero(rasterize([crack], width, width, n, n))
+            assert cell_ranges(crack.vertices, width, width, n, n).tolist() == \
+                [cols.min(), rows.min(), cols.max(), rows.max()], (c, points)
+
+
 def test_an_unknown_geometry_has_no_outline_and_the_labels_name_the_sample(tiny, tmp_path):
     shard = shutil.copy(tiny["shard_path"], tmp_path / "shard.nc")
     with netCDF4.Dataset(shard, "a") as nc:
@@ -236,3 +251,21 @@ def test_a_labels_file_without_per_crack_variables_is_refused_with_the_fix(tiny,
     with pytest.raises(DataError, match=r"old.nc lacks the per-crack variable.*python -m model "
                                         "labels"):
         load_crack_labels([tmp_path / "old.nc"])
+
+
+def test_the_labels_scored_as_predictions_of_themselves_are_perfect_detections(tiny):
+    """The per-crack labels in the detection metrics' layout: every score is 1 (or 0 for a
+    count no sample has), every error 0."""
+    from model.detection import count_table, detection_scores
+
+    crack = load_crack_labels([tiny["labels_path"]])
+    score = np.where(crack.exists(), 1.0, np.nan)
+    scores = detection_scores(crack.box, score, crack.box, pred_outline=crack.outline,
+                              true_outline=crack.outline)
+    assert scores["cracks"] == scores["predictions"] == scores["outline_matched"] > 0
+    for name in ("AP50", "AP50_95", "precision50", "recall50", "matched_IoU", "count_accuracy"):
+        assert scores[name] == 1.0, name
+    assert scores["false_alarm_rate"] == 0.0
+    assert scores["endpoint_error_m"] == 0.0 and scores["chamfer_m"] == pytest.approx(0, abs=1e-15)
+    rows = count_table(crack.box, score, crack.box)
+    assert [r["samples"] for r in rows] == np.bincount(crack.labels.n_cracks, minlength=3).tolist()
