@@ -13,12 +13,13 @@ trained on, docs/data-format.md; absent in checkpoints from before provenance).
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from model.io import DataError, atomic_path, setup_difference
+from model.io import DataError, allowed_changes, atomic_path, setup_difference
 from model.nets import build_model
 
 REQUIRED_KEYS = ("config", "arch", "hyperparameters", "stats", "model", "best_model",
@@ -72,17 +73,27 @@ def training_mismatch(state: dict, config: dict, stamp: list[list]) -> str | Non
 
 
 def check_setup(state: dict, setup_hash: str, setup: str | None, data: str,
-                source: str | os.PathLike = "checkpoint") -> None:
+                source: str | os.PathLike = "checkpoint",
+                allow: Sequence[str] = ()) -> dict[str, list]:
     """DataError unless the checkpoint `state` was trained on shards of set-up `setup_hash`
     (those of `data`, named in the message): the differing set-up sections are named; a
-    checkpoint from before provenance (no `setup_hash`) is refused, asking for retraining."""
+    checkpoint from before provenance (no `setup_hash`) is refused, asking for retraining.
+
+    `allow`: set-up paths (`plate.youngs_modulus`, model.io.allowed_changes) that may differ,
+    e.g. to score a model on a plate whose material has changed; returns the differences
+    `{path: [trained value, scored value]}` ({} for the same set-up). Anything else that
+    differs is still refused."""
     if not isinstance(state.get("setup_hash"), str):
         raise DataError(f"{source} does not record the set-up it was trained on (written "
                         "before provenance); train it again with `python -m model train`")
-    if state["setup_hash"] != setup_hash:
-        raise DataError(f"{data} has set-up {setup_hash[:12]}, {source} was trained on "
-                        f"{state['setup_hash'][:12]}: the model does not apply (differing "
-                        f"sections: {setup_difference(setup, state.get('setup'))})")
+    if state["setup_hash"] == setup_hash:
+        return {}
+    changes, note = allowed_changes(state.get("setup"), setup, allow)
+    if changes is not None:
+        return changes
+    raise DataError(f"{data} has set-up {setup_hash[:12]}, {source} was trained on "
+                    f"{state['setup_hash'][:12]}: the model does not apply (differing "
+                    f"sections: {setup_difference(setup, state.get('setup'))}){note}")
 
 
 def weights_mismatch(expected: dict, given: dict) -> str | None:

@@ -1,4 +1,5 @@
-"""Command line: `python -m model labels|split|train|evaluate|baseline|predict|compare` (see `--help`).
+"""Command line: `python -m model labels|split|train|evaluate|baseline|predict|compare|robustness`
+(see `--help`).
 
 Inputs are checked here, at the edge: a missing or corrupt file, a shard that lacks a
 variable of docs/data-format.md, or a split naming unknown samples ends the command with a
@@ -36,6 +37,22 @@ def _add_data_args(parser: argparse.ArgumentParser, network: bool = True) -> Non
         return
     add_option(parser, "device")
     add_option(parser, "workers")
+
+
+def _add_robustness_args(parser: argparse.ArgumentParser) -> None:
+    """--perturb, --allow-setup-change: score on data other than the clean data of the
+    training set-up, choosing nothing there (docs/robustness.md)."""
+    parser.add_argument("--perturb", metavar="JSON",
+                        help="perturb each raw wavefield before it is conditioned, as a "
+                             "noisy or partly failed sensor array would deliver it: "
+                             "'{\"snr_db\": 20, \"seed\": 0}' adds Gaussian noise at that SNR "
+                             "relative to each trace's RMS, '{\"dead_sensors\": 5, \"draw\": 1}' "
+                             "zeroes 5 sensors per sample (model/perturb.py); needs "
+                             "--from-metrics where something would be chosen")
+    parser.add_argument("--allow-setup-change", nargs="+", default=[], metavar="PATH",
+                        help="score shards whose set-up differs from the training (or "
+                             "pristine) set-up in these paths only, e.g. plate.youngs_modulus "
+                             "(a material change); the differences go to metrics.json")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -109,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="mask models: take both thresholds from this metrics.json of the "
                         "same architecture (e.g. the main split's results/eval/NAME/"
                         "metrics.json) instead of choosing them; box models: only checked")
+    _add_robustness_args(p)
 
     p = sub.add_parser("baseline", formatter_class=FORMATTER,
                        help="classical damage imaging (RAPID, delay-and-sum), scored like a model",
@@ -137,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size-thresholds", nargs="+", type=float,
                    default=list(DEFAULT_SIZE_THRESHOLDS), metavar="M",
                    help="Table-1 rows: crack size (total length, m) greater than each value")
+    _add_robustness_args(p)
 
     p = sub.add_parser("predict", formatter_class=FORMATTER,
                        help="predict crack boxes on new shards (no labels, no split)",
@@ -172,7 +191,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--histories", nargs="*", default=[], metavar="HISTORY.csv",
                    help="training histories (results/models/NAME/history.csv) for the loss plot")
     p.add_argument("--out-dir", required=True, help="folder for the comparison")
+
+    p = sub.add_parser("robustness", formatter_class=FORMATTER,
+                       help="one table and figure over clean and perturbed evaluations",
+                       description="Read evaluation folders of clean and perturbed data (the "
+                                   "condition is what each metrics.json records; one clean "
+                                   "folder per model) and write OUT_DIR/robustness.csv, "
+                                   "robustness.md and robustness.png (model/robustness.py).")
+    p.add_argument("--eval-dirs", nargs="+", required=True, metavar="DIR",
+                   help="folders written by evaluate or baseline; the folder name is the model's")
+    p.add_argument("--out-dir", required=True, help="folder for the table and figure")
     return parser
+
+
+def _perturbation(args: argparse.Namespace):
+    from model.perturb import parse_perturbation
+
+    return None if args.perturb is None else parse_perturbation(args.perturb)
 
 
 def _run_train(args: argparse.Namespace) -> None:
@@ -194,7 +229,9 @@ def _run_evaluate(args: argparse.Namespace) -> None:
     result = evaluate(args.data, args.labels, args.split, args.checkpoint, args.out_dir,
                       subset=args.subset, thresholds=args.size_thresholds,
                       batch_size=args.batch_size, device=args.device, workers=args.workers,
-                      mask_threshold=args.mask_threshold, from_metrics=args.from_metrics)
+                      mask_threshold=args.mask_threshold, from_metrics=args.from_metrics,
+                      perturbation=_perturbation(args),
+                      allow_setup_change=args.allow_setup_change)
     print(json.dumps({k: result[k] for k in ("count", "IoU", "Purity", "Integrity", "pixel_IoU")
                       if k in result}))
 
@@ -206,7 +243,8 @@ def _run_baseline(args: argparse.Namespace) -> None:
                           args.out_dir, subset=args.subset, search_subset=args.search_subset,
                           thresholds=args.size_thresholds,
                           grid=json_object(args.grid, "--grid"), name=args.name,
-                          from_metrics=args.from_metrics)
+                          from_metrics=args.from_metrics, perturbation=_perturbation(args),
+                          allow_setup_change=args.allow_setup_change)
     print(json.dumps({"hyperparameters": result["hyperparameters"],
                       **{k: result[k] for k in ("count", "IoU", "Purity", "Integrity", "pixel_IoU")}}))
 
@@ -259,6 +297,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             _run_baseline(args)
         elif args.command == "predict":
             _run_predict(args)
+        elif args.command == "robustness":
+            from model.robustness import robustness
+            paths = robustness(args.eval_dirs, args.out_dir)
+            print(f"robustness of {len(args.eval_dirs)} evaluations: {', '.join(map(str, paths))}")
         else:
             _run_compare(args)
     except (DataError, ValueError) as err:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -371,12 +371,16 @@ class WavefieldDataset(Dataset):
     holds them). `boxes` are loaded for either target (validation and evaluation score
     boxes). Each worker process opens each shard once, on first use. With `cache`, each
     item's conditioned input is kept in memory after its first read (1.3 MB per sample of
-    (2000, 81, 2)), so later epochs skip reading and decompressing it.
+    (2000, 81, 2)), so later epochs skip reading and decompressing it. `perturb`
+    (e.g. a `model.perturb.Perturbation`), called as `perturb(fields (1, time, sensor,
+    component), samples (1,))`, changes each raw wavefield before it is conditioned: what a
+    noisy or partly failed sensor array would deliver.
     """
 
     def __init__(self, index: ShardIndex, sample_ids: np.ndarray, labels: Labels,
                  stats: dict, reference: np.ndarray | None = None,
-                 target: str = "box", cache: bool = False):
+                 target: str = "box", cache: bool = False,
+                 perturb: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None):
         if target not in TARGETS:
             raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
         self.sample_ids = np.asarray(sample_ids, dtype=np.int64)
@@ -393,6 +397,7 @@ class WavefieldDataset(Dataset):
         self._handles: dict[int, netCDF4.Dataset] = {}
         self._pid = os.getpid()
         self._cache: dict[int, np.ndarray] | None = {} if cache else None
+        self.perturb = perturb
 
     def __len__(self) -> int:
         return len(self.sample_ids)
@@ -429,7 +434,10 @@ class WavefieldDataset(Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         field = None if self._cache is None else self._cache.get(i)
         if field is None:
-            field = condition(self.read_raw(i), self.offset, self.inv_std, self.scaling)
+            field = self.read_raw(i)
+            if self.perturb is not None:
+                field = self.perturb(field[None], self.sample_ids[i:i + 1])[0]
+            field = condition(field, self.offset, self.inv_std, self.scaling)
             if self._cache is not None:
                 self._cache[i] = field
         target = self.boxes[i] if self.masks is None else self.masks[i]

@@ -11,7 +11,8 @@ Provenance: a shard (and the pristine reference) carries `setup_hash`, the sha25
 physical set-up `setup` (canonical JSON of the simulation config without the crack scenario
 and the seed); labels files carry their shard's. `setup_of` reads them and refuses a file
 without them (written before provenance: regenerate it); `check_same_setup` names the file
-that does not belong with the others, and which set-up sections differ.
+that does not belong with the others, and which set-up sections differ; `allowed_changes`
+lets differences in named paths through (`--allow-setup-change`, docs/robustness.md).
 
 Writes go through `atomic_path`: a temporary file beside the destination, renamed when
 whole and removed on any error or interruption (SIGTERM too, once the CLI has turned it into
@@ -134,6 +135,44 @@ def setup_difference(a: str | None, b: str | None) -> str:
     return ", ".join(keys) or "no section (same values, another hash)"
 
 
+def _leaves(value, path: str = "") -> dict:
+    """`{dotted path: leaf value}` of nested dicts and lists (list items by position)."""
+    items = (value.items() if isinstance(value, dict)
+             else enumerate(value) if isinstance(value, list) else None)
+    if items is None:
+        return {path: value}
+    return {k: v for key, item in items
+            for k, v in _leaves(item, f"{path}.{key}" if path else str(key)).items()}
+
+
+def setup_changes(a: str | None, b: str | None) -> dict[str, list] | None:
+    """Every leaf that differs between two canonical set-up JSONs, by dotted path
+    (`plate.youngs_modulus`; list items by position, `sources.0.f0`) -> `[value in a, value
+    in b]` (None where one lacks it); None when either JSON is missing or unreadable."""
+    try:
+        first, second = _leaves(json.loads(a)), _leaves(json.loads(b))
+    except (TypeError, ValueError):
+        return None
+    return {k: [first.get(k), second.get(k)] for k in sorted(set(first) | set(second))
+            if first.get(k) != second.get(k)}
+
+
+def allowed_changes(expected_setup: str | None, setup: str | None,
+                    allow: Sequence[str]) -> tuple[dict[str, list] | None, str]:
+    """`(setup_changes(expected_setup, setup), "")` when a path of `allow` covers every
+    difference (a path covers itself and every path below it: `plate` covers
+    `plate.density`); else `(None, note)`, the note naming what `allow` does not cover ("" when
+    nothing was allowed), for the refusal's message."""
+    changes = setup_changes(expected_setup, setup)
+    refused = (["unknown sections"] if changes is None else
+               [k for k in changes if not any(k == a or k.startswith(a + ".") for a in allow)])
+    if allow and not refused:
+        return changes, ""
+    note = (f"; --allow-setup-change {' '.join(allow)} does not cover {', '.join(refused)}"
+            if allow else "")
+    return None, note
+
+
 def check_same_setup(files: Sequence[tuple[str, str, str | None]], what: str) -> tuple[str, str | None]:
     """Check that `files`, `(name, setup_hash, setup JSON or None)` each, share one set-up;
     return its `(hash, JSON)`. Otherwise a one-line DataError naming the odd one out (the
@@ -156,13 +195,21 @@ def check_same_setup(files: Sequence[tuple[str, str, str | None]], what: str) ->
 
 
 def check_setup_matches(name: str, digest: str, setup: str | None, expected: str,
-                        expected_setup: str | None, against: str) -> None:
+                        expected_setup: str | None, against: str,
+                        allow: Sequence[str] = ()) -> dict[str, list]:
     """DataError when `name`'s set-up hash `digest` is not `expected` (that of `against`,
-    e.g. "the shards"), naming the differing sections when both JSONs are known."""
-    if digest != expected:
-        raise DataError(f"{name} has set-up {digest[:12]}, {against} {expected[:12]}: they do "
-                        f"not belong together (differing sections: "
-                        f"{setup_difference(setup, expected_setup)})")
+    e.g. "the shards"), naming the differing sections when both JSONs are known; unless
+    every difference lies under a path of `allow` (`allowed_changes`): then the differences,
+    `{path: [expected value, name's value]}` (`setup_changes`), are returned ({} when the
+    set-ups are the same)."""
+    if digest == expected:
+        return {}
+    changes, note = allowed_changes(expected_setup, setup, allow)
+    if changes is not None:
+        return changes
+    raise DataError(f"{name} has set-up {digest[:12]}, {against} {expected[:12]}: they do "
+                    f"not belong together (differing sections: "
+                    f"{setup_difference(setup, expected_setup)}){note}")
 
 
 @contextlib.contextmanager

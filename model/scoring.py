@@ -161,6 +161,22 @@ def summarise(preds: xr.Dataset, info: dict, subset: str, subset_size: int,
     }
 
 
+def condition_info(perturbation, allow: Sequence[str], changes: dict[str, list],
+                   setup_hash: str | None) -> dict:
+    """What metrics.json records about data other than clean data of the set-up the model
+    was trained or tuned on: `perturbation` (a model.perturb.Perturbation's keys) and, when
+    set-up changes were allowed, `setup_change`: the allowed paths, the differences
+    `{path: [trained or tuned value, scored value]}` and the scored shards' `setup_hash`.
+    Empty for clean data."""
+    info = {}
+    if perturbation is not None:
+        info["perturbation"] = perturbation.as_dict()
+    if allow:
+        info["setup_change"] = {"allowed": list(allow), "changes": changes,
+                                "setup_hash": setup_hash}
+    return info
+
+
 def read_chosen(path: str | os.PathLike, key: str | None = None) -> dict:
     """The metrics.json at `path` (written by evaluate or baseline), checked to hold the
     JSON object `key` if given (`mask_threshold`, `hyperparameters`: what was chosen on

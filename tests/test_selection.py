@@ -96,7 +96,7 @@ def test_baseline_hyperparameters_are_chosen_on_val_not_test(contract_data, tmp_
 
     val = set(_split(contract_data)["val"])
 
-    def fake_scores(method, index, ids, setup, settings):
+    def fake_scores(method, index, ids, setup, settings, perturbation=None):
         masks = read_samples(index, ids, "crack_mask").astype(float)
         corner = np.zeros_like(masks)
         corner[:, 0, 0] = 1.0                                  # a far-off one-cell image

@@ -5,8 +5,9 @@
 
 Method (no training; both need the pristine reference wavefield):
 1. Read the plate size, source, onset and the P and S wave speeds of the plate's plane
-   condition from the shard's documented attributes and variables (`imaging.plate_geometry`,
-   docs/data-format.md), the sensor positions and record times from the shard.
+   condition from the pristine reference's documented attributes and variables
+   (`imaging.plate_geometry`, docs/data-format.md; the same set-up as the shards, checked),
+   the sensor positions and record times from the shard.
 2. Search: for every image setting of the grid (RAPID: `beta`; delay-and-sum: `speed`
    "p" | "s" and `t_max` [s]), image the validation samples (those with a crack) on a pixel
    grid 4x finer than the label grid, and reduce each image to label-cell scores (brightest
@@ -25,7 +26,9 @@ Method (no training; both need the pristine reference wavefield):
 With `from_metrics` (a metrics.json an earlier run of the same method wrote, e.g. on the
 main split) step 2 is skipped: the hyperparameters it chose are reused, and its search time
 is reported as the training time. The held-out evaluation scores this way, so nothing is
-chosen on held-out samples.
+chosen on held-out samples; so do the robustness evaluations (docs/robustness.md), on
+perturbed wavefields (`perturbation`) or shards of a changed material
+(`allow_setup_change`), imaged with the pristine reference's wave speeds.
 
 Wavefields are read `CHUNK` samples at a time, so memory stays small for any split size.
 """
@@ -46,10 +49,12 @@ from model.baselines.das import das_images
 from model.baselines.imaging import cell_scores, pixel_grid, plate_geometry
 from model.baselines.rapid import rapid_images
 from model.data import ShardIndex, box_samples, load_labels, read_reference, read_samples, read_split
-from model.io import SHARD_VARIABLES, DataError, check_finite, open_checked
+from model.io import (SHARD_VARIABLES, DataError, check_finite, check_setup_matches,
+                      open_checked, setup_of)
 from model.keypoints import predicted_mask_boxes
-from model.scoring import (choose_mask_thresholds, mask_scores, predictions_dataset,
-                           read_chosen, summarise, write_evaluation)
+from model.perturb import Perturbation
+from model.scoring import (choose_mask_thresholds, condition_info, mask_scores,
+                           predictions_dataset, read_chosen, summarise, write_evaluation)
 
 CHUNK = 16               # samples read and imaged at once
 OVERSAMPLE = 4           # image pixels per label cell along each axis
@@ -62,19 +67,29 @@ DEFAULT_GRIDS = {
 IMAGE_KEYS = {"rapid": ("beta",), "das": ("speed", "t_max")}
 
 
-def read_setup(index: ShardIndex, pristine: str | os.PathLike) -> dict:
-    """Geometry (imaging.plate_geometry), sensors (S, 2) [m], times (T,) [s], reference
-    wavefield (T, S, 2) [m] and the image pixel grid (G, 2) [m]."""
+def read_setup(index: ShardIndex, pristine: str | os.PathLike,
+               allow: Sequence[str] = ()) -> dict:
+    """Geometry (imaging.plate_geometry: plate size, source, wave speeds) of the pristine
+    reference, the plate the imaging assumes; sensors (S, 2) [m], times (T,) [s] and label
+    grid of the shards; the reference wavefield (T, S, 2) [m]; the image pixel grid (G, 2)
+    [m]; and `changes`, how the shards' set-up differs from the reference's where `allow`
+    permits it ({path: [reference value, shard value]}, model.io.check_setup_matches; {} for
+    the same set-up, anything else is refused)."""
+    with open_checked(pristine, SHARD_VARIABLES, "pristine reference") as ds:
+        geometry = plate_geometry(ds, pristine)
+        digest, reference_setup = setup_of(ds.attrs, pristine, "pristine reference")
+    changes = check_setup_matches(f"shard {index.paths[0]}", index.setup_hash, index.setup,
+                                  digest, reference_setup, f"the pristine reference {pristine}",
+                                  allow)
     with open_checked(index.paths[0], SHARD_VARIABLES, "shard") as ds:
-        geometry = plate_geometry(ds, index.paths[0])
         sensors = np.column_stack([check_finite(ds[name].values, index.paths[0], name)
                                    for name in ("sensor_x", "sensor_y")])
         times = check_finite(ds["time"].values.astype(np.float64), index.paths[0], "time")
         label_shape = tuple(ds["crack_mask"].shape[1:])
     grid = pixel_grid(geometry["width"], geometry["height"], label_shape, OVERSAMPLE)
     return {"geometry": geometry, "sensors": sensors, "times": times, "grid": grid,
-            "label_shape": label_shape,
-            "reference": read_reference(pristine, index.wave_shape, index)}
+            "label_shape": label_shape, "changes": changes,
+            "reference": read_reference(pristine, index.wave_shape)}  # set-up checked above
 
 
 def images(method: str, current: np.ndarray, setup: dict, setting: dict) -> np.ndarray:
@@ -95,12 +110,16 @@ def image_settings(method: str, grid: dict) -> list[dict]:
 
 
 def scores_for(method: str, index: ShardIndex, ids: np.ndarray, setup: dict,
-               settings: list[dict]) -> list[np.ndarray]:
-    """Cell scores (N, H, W) of `ids` for each setting, reading the wavefields once."""
+               settings: list[dict], perturbation: Perturbation | None = None
+               ) -> list[np.ndarray]:
+    """Cell scores (N, H, W) of `ids` for each setting, reading the wavefields once (and
+    perturbing them with `perturbation`, model.perturb, before imaging)."""
     out = [np.empty((len(ids), *setup["label_shape"])) for _ in settings]
     for start in range(0, len(ids), CHUNK):
         chunk = slice(start, start + CHUNK)
         current = read_samples(index, ids[chunk], "wavefield")
+        if perturbation is not None:
+            current = perturbation(current, ids[chunk])
         for k, setting in enumerate(settings):
             out[k][chunk] = cell_scores(images(method, current, setup, setting),
                                         setup["label_shape"], OVERSAMPLE)
@@ -175,20 +194,34 @@ def run_baseline(method: str, data: Sequence[str], labels: Sequence[str], split:
                  subset: str = "test", search_subset: str = "val",
                  thresholds: Sequence[float] = metrics.DEFAULT_SIZE_THRESHOLDS,
                  grid: dict | None = None, name: str | None = None,
-                 from_metrics: str | os.PathLike | None = None) -> dict:
+                 from_metrics: str | os.PathLike | None = None,
+                 perturbation: Perturbation | None = None,
+                 allow_setup_change: Sequence[str] = ()) -> dict:
     """Choose the hyperparameters of `method` on `search_subset` (or take them from the
     metrics.json `from_metrics`), score `subset`, write the evaluation files to `out_dir`;
-    return the metrics dict."""
+    return the metrics dict.
+
+    Robustness (docs/robustness.md): `perturbation` changes the wavefields of `subset`
+    (not the pristine reference) before imaging; `allow_setup_change` lets shards whose
+    set-up differs from the pristine reference's in those paths only be scored, imaged
+    with the reference's plate (its wave speeds). Both need `from_metrics`: nothing is
+    chosen on such data."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if from_metrics is not None and grid:
         raise DataError("give either a search grid or --from-metrics, not both")
+    if (perturbation is not None or allow_setup_change) and from_metrics is None:
+        raise DataError("nothing is chosen on perturbed data or another set-up: give the "
+                        "hyperparameters with --from-metrics (the clean evaluation's "
+                        "metrics.json)")
     grid = full_grid(method, grid or {})
     label_set = load_labels(labels)
     split_dict = read_split(split, label_set)
     index = ShardIndex.build(data)
     index.check_labels(label_set)
-    setup = read_setup(index, pristine)
+    setup = read_setup(index, pristine, allow_setup_change)
+    if perturbation is not None:
+        perturbation.check(index.wave_shape)
     ids = box_samples(split_dict, subset, label_set)
     if from_metrics is not None:
         best, searched, search_seconds = chosen_from(from_metrics, method)
@@ -210,7 +243,7 @@ def run_baseline(method: str, data: Sequence[str], labels: Sequence[str], split:
     setting = {k: best[k] for k in IMAGE_KEYS[method]}
 
     tic = time.perf_counter()
-    scores = scores_for(method, index, ids, setup, [setting])[0]
+    scores = scores_for(method, index, ids, setup, [setting], perturbation)[0]
     boxes = predicted_mask_boxes(scores >= best["alpha_box"], label_set.box_rule)
     seconds = time.perf_counter() - tic
     rows = label_set.rows(ids)
@@ -233,6 +266,8 @@ def run_baseline(method: str, data: Sequence[str], labels: Sequence[str], split:
         "training_seconds": search_seconds,
     }
     result = {**summarise(preds, info, subset, len(split_dict[subset]), seconds), **pixel,
-              "split": str(split), "device": "cpu"}
+              "split": str(split), "device": "cpu",
+              **condition_info(perturbation, allow_setup_change, setup["changes"],
+                               index.setup_hash)}
     return write_evaluation(out_dir, preds, result, true_masks, thresholds, name or method,
                             history_csv=None)
