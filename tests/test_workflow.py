@@ -2,7 +2,8 @@
 
 The end-to-end test runs the repository's Snakefile in a temporary working directory
 (`--directory`) with the default config made tiny by `.test/config/config.yaml` (16 samples in
-2 shards, a 24-node lattice, one epoch, 6 held-out samples in 2 shards),
+2 shards, a 24-node lattice, one epoch, 6 held-out samples in 2 shards, scored again with
+noise, dead sensors and shifted wave speeds),
 then checks that every final output exists and parses, and that the rerun triggers
 (params, input, mtime) rerun exactly the jobs that depend on a change.
 """
@@ -90,6 +91,10 @@ def test_dry_run_succeeds(args, tmp_path):
     for rule in ("simulate_shard", "simulate_pristine", "labels", "split", "train", "evaluate",
                  "baseline", "compare", "sample_figures"):
         assert jobs.get(rule, 0) >= 1, f"no {rule} job in the dry run: {jobs}"
+    if PAPER_CONFIG not in args:   # default.yaml's evaluation.robustness
+        for rule in ("simulate_robustness_shard", "evaluate_robustness", "baseline_robustness",
+                     "compare_robustness"):
+            assert jobs.get(rule, 0) >= 1, f"no {rule} job in the dry run: {jobs}"
 
 
 def test_medium_config_differs_from_the_default_only_in_sample_counts_and_models(tmp_path):
@@ -160,6 +165,16 @@ def test_paper_config_has_one_job_per_shard_and_model(tmp_path):
                      "shard_size", id="heldout-without-shard-size"),
         pytest.param(lambda c: c["labels"].update(box_rule="centres"), "box_rule",
                      id="unknown-box-rule"),
+        pytest.param(lambda c: c["evaluation"].pop("heldout"), "needs evaluation.heldout",
+                     id="robustness-without-heldout"),
+        pytest.param(lambda c: c["evaluation"]["robustness"].update(dead_sensors=[5, 82]),
+                     "evaluation.robustness.dead_sensors [82]", id="more-dead-sensors-than-sensors"),
+        pytest.param(lambda c: c["evaluation"]["robustness"].update(speed_shift=[0.9]),
+                     "speed_shift", id="speed-shift-out-of-range"),
+        pytest.param(lambda c: c["evaluation"]["robustness"].update(draws=0), "draws",
+                     id="no-dead-sensor-draws"),
+        pytest.param(lambda c: c["evaluation"]["robustness"].update(snr=[10]), "snr",
+                     id="unknown-robustness-key"),
     ],
 )
 def test_invalid_config_fails_naming_the_key(edit, named, tmp_path):
@@ -305,6 +320,40 @@ def test_end_to_end_outputs_exist_and_parse(tiny_run):
     for png in ("iou_vs_crack_size.png", "loss_curves.png"):
         assert png_ok(heldout / "compare" / png), png
 
+    robustness, settings = results / "robustness", config["evaluation"]["robustness"]
+    perturbed = {**{f"noise-snr{v:g}": {"snr_db": v, "seed": 0} for v in settings["snr_db"]},
+                 **{f"dead-{k}-draw-{d}": {"dead_sensors": k, "draw": d}
+                    for k in settings["dead_sensors"] for d in range(settings["draws"])}}
+    speeds = {f"speed{v:+g}": v for v in settings["speed_shift"]}
+    for condition, shift in speeds.items():
+        for shard in ("0000", "0001"):
+            with xr.open_dataset(heldout / "data" / f"shard-{shard}.nc") as clean, \
+                    xr.open_dataset(robustness / condition / "data" / f"shard-{shard}.nc") as moved:
+                assert moved["sample"].values.tolist() == clean["sample"].values.tolist()
+                assert (moved["crack_mask"].values == clean["crack_mask"].values).all()
+                assert moved.attrs["setup_hash"] != clean.attrs["setup_hash"]
+                assert moved.attrs["wave_speed_p"] == pytest.approx(
+                    (1 + shift) * clean.attrs["wave_speed_p"], rel=1e-9)
+    for name in models + baselines:
+        main_metrics = json.loads((results / "eval" / name / "metrics.json").read_text())
+        for condition in [*perturbed, *speeds]:
+            scored = json.loads((robustness / condition / "eval" / name / "metrics.json")
+                                .read_text())
+            assert scored["count"] == split["counts"]["test"]["with_crack"], (name, condition)
+            if condition in perturbed:
+                assert scored["perturbation"] == perturbed[condition], (name, condition)
+            else:
+                assert list(scored["setup_change"]["changes"]) == ["plate.youngs_modulus"]
+            if "hyperparameters" in main_metrics:   # chosen on the main split's val
+                assert scored["hyperparameters"] == main_metrics["hyperparameters"], name
+    with open(results / "compare" / "robustness.csv", newline="") as fh:
+        robust_rows = list(csv.DictReader(fh))
+    assert len(robust_rows) == (1 + len(perturbed) + len(speeds)) * len(models + baselines)
+    assert {r["kind"] for r in robust_rows} == {"clean", "noise", "dead_sensors", "speed"}
+    assert "| condition | " + " | ".join(models + baselines) + " |" in (
+        results / "compare" / "robustness.md").read_text()
+    assert png_ok(results / "compare" / "robustness.png")
+
     for stage in ("simulate", "labels", "split", "train", "evaluate", "report"):
         assert list((workdir / "logs" / stage).glob("*.log")), f"no log for {stage}"
         assert list((workdir / "benchmarks" / stage).glob("*.tsv")), f"no benchmark for {stage}"
@@ -341,8 +390,10 @@ def rerun_jobs(tiny_run, tmp_path, edit=None, *args) -> dict[str, int]:
 @pytest.mark.slow
 def test_changing_a_model_param_reruns_that_model_only(tiny_run, tmp_path):
     jobs = rerun_jobs(tiny_run, tmp_path, lambda c: c["models"][0].update(lr=0.01234))
+    conditions = n_conditions(tiny_run[2])
     assert jobs == {"train": 1, "evaluate": 1, "compare": 1, "overview": 1,
-                    "evaluate_heldout": 1, "compare_heldout": 1}, jobs
+                    "evaluate_heldout": 1, "compare_heldout": 1,
+                    "evaluate_robustness": conditions, "compare_robustness": 1}, jobs
 
 
 @pytest.mark.slow
@@ -354,6 +405,8 @@ def test_changing_a_simulation_param_reruns_the_simulation(tiny_run, tmp_path):
     assert jobs["train"] == len(tiny_run[2]["models"]) and jobs["compare"] == 1
     assert jobs["baseline"] == len(tiny_run[2]["baselines"])
     assert jobs["simulate_heldout_shard"] == 2 and jobs["compare_heldout"] == 1
+    speeds = len(tiny_run[2]["evaluation"]["robustness"]["speed_shift"])
+    assert jobs["simulate_robustness_shard"] == 2 * speeds and jobs["compare_robustness"] == 1
 
 
 @pytest.mark.slow
@@ -370,9 +423,37 @@ def test_changing_evaluation_thresholds_does_not_retrain(tiny_run, tmp_path):
     jobs = rerun_jobs(tiny_run, tmp_path,
                       lambda c: c["evaluation"].update(size_thresholds=[0.0, 0.01]))
     config = tiny_run[2]
+    conditions = n_conditions(config)
     assert jobs == {"evaluate": len(config["models"]), "baseline": len(config["baselines"]),
                     "compare": 1, "overview": 1, "evaluate_heldout": len(config["models"]),
-                    "baseline_heldout": len(config["baselines"]), "compare_heldout": 1}, jobs
+                    "baseline_heldout": len(config["baselines"]), "compare_heldout": 1,
+                    "evaluate_robustness": conditions * len(config["models"]),
+                    "baseline_robustness": conditions * len(config["baselines"]),
+                    "compare_robustness": 1}, jobs
+
+
+def n_conditions(config) -> int:
+    """How many robustness conditions a config scores: SNRs, dead sensors x draws, shifts."""
+    r = config["evaluation"]["robustness"]
+    return len(r["snr_db"]) + len(r["dead_sensors"]) * r["draws"] + len(r["speed_shift"])
+
+
+@pytest.mark.slow
+def test_a_new_robustness_level_runs_only_its_own_jobs(tiny_run, tmp_path):
+    config = tiny_run[2]
+
+    def more(key, value):
+        return lambda c: c["evaluation"]["robustness"][key].append(value)
+
+    jobs = rerun_jobs(tiny_run, tmp_path, more("snr_db", 30))
+    assert jobs == {"evaluate_robustness": len(config["models"]),
+                    "baseline_robustness": len(config["baselines"]),
+                    "compare_robustness": 1}, jobs
+    jobs = rerun_jobs(tiny_run, tmp_path, more("speed_shift", -0.02))
+    assert jobs == {"robustness_simulation_config": 1, "simulate_robustness_shard": 2,
+                    "robustness_labels": 2, "evaluate_robustness": len(config["models"]),
+                    "baseline_robustness": len(config["baselines"]),
+                    "compare_robustness": 1}, jobs
 
 
 @pytest.mark.slow

@@ -38,6 +38,21 @@ def check_config(config):
             f"config: evaluation.heldout samples [{heldout['start']}, {stop}) overlap the "
             f"dataset's [0, {samples}) (dataset.samples); set evaluation.heldout.start >= {samples}"
         )
+    robustness = config["evaluation"].get("robustness")
+    if robustness is not None and not heldout:
+        raise WorkflowError(
+            "config: evaluation.robustness perturbs the held-out samples; it needs "
+            "evaluation.heldout"
+        )
+    if robustness is not None:
+        sensors = config["simulation"]["sensors"]
+        n_sensors = sensors["nx"] * sensors["ny"]
+        too_many = [k for k in robustness["dead_sensors"] if k > n_sensors]
+        if too_many:
+            raise WorkflowError(
+                f"config: evaluation.robustness.dead_sensors {too_many} exceed the "
+                f"{n_sensors} sensors (simulation.sensors nx x ny)"
+            )
     cracks = config["simulation"]["cracks"]
     if not cracks.get("families") and not cracks.get("fixed"):
         raise WorkflowError(
@@ -116,6 +131,82 @@ def heldout_shard_range(wildcards):
         )
     start = HELDOUT["start"] + first
     return f"{start}:{HELDOUT['start'] + min(first + HELDOUT['shard_size'], HELDOUT['samples'])}"
+
+
+# ---------------------------------------------------------------- robustness (optional)
+# evaluation.robustness: the held-out samples perturbed (noise, dead sensors: --perturb) and
+# simulated again with shifted wave speeds (--allow-setup-change), every model and baseline
+# scored on each condition under results/robustness/CONDITION/; absent, nothing requests them.
+ROBUSTNESS = config["evaluation"].get("robustness")
+PERTURBED = (
+    {
+        **{f"noise-snr{snr:g}": {"snr_db": snr, "seed": 0} for snr in ROBUSTNESS["snr_db"]},
+        **{
+            f"dead-{k}-draw-{d}": {"dead_sensors": k, "draw": d}
+            for k in ROBUSTNESS["dead_sensors"]
+            for d in range(ROBUSTNESS["draws"])
+        },
+    }
+    if ROBUSTNESS
+    else {}
+)
+SPEED_SHIFTS = {f"speed{s:+g}": s for s in ROBUSTNESS["speed_shift"]} if ROBUSTNESS else {}
+CONDITIONS = [*PERTURBED, *SPEED_SHIFTS]
+MATERIAL_KEY = "plate.youngs_modulus"  # the one set-up path a speed shift changes
+
+
+wildcard_constraints:
+    condition="|".join(re.escape(name) for name in CONDITIONS) or "(?!)",
+    speed="|".join(re.escape(name) for name in SPEED_SHIFTS) or "(?!)",
+
+
+def shifted_simulation(wildcards):
+    """The `simulation:` section with Young's modulus times (1 + shift)^2: at fixed density
+    and Poisson's ratio every wave speed of the plate scales with sqrt(E)."""
+    simulation = json.loads(json.dumps(config["simulation"]))
+    simulation["plate"]["youngs_modulus"] *= (1.0 + SPEED_SHIFTS[wildcards.speed]) ** 2
+    return simulation
+
+
+def robustness_data(wildcards):
+    """Shards, labels and the all-test split a condition is scored on: the held-out ones,
+    or those simulated with the condition's speed shift (same sample indices)."""
+    if wildcards.condition in SPEED_SHIFTS:
+        root = f"results/robustness/{wildcards.condition}"
+        return {
+            "data": expand(f"{root}/data/shard-{{shard}}.nc", shard=HELDOUT_SHARDS),
+            "labels": expand(f"{root}/labels/shard-{{shard}}.nc", shard=HELDOUT_SHARDS),
+            "split": HELDOUT_SPLIT,
+        }
+    return {"data": HELDOUT_SHARD_FILES, "labels": HELDOUT_LABEL_FILES, "split": HELDOUT_SPLIT}
+
+
+def robustness_evaluate_input(wildcards):
+    """A model's inputs on one condition: its data, the checkpoint, and the main
+    evaluation's metrics.json (mask thresholds chosen on the main split's val)."""
+    return {
+        **robustness_data(wildcards),
+        "checkpoint": f"results/models/{wildcards.model}/checkpoint.pt",
+        "chosen": f"results/eval/{wildcards.model}/metrics.json",
+    }
+
+
+def robustness_baseline_input(wildcards):
+    """A baseline's inputs on one condition: its data, the (clean) pristine plate, and the
+    main run's metrics.json (hyperparameters chosen on the main split's val)."""
+    return {
+        **robustness_data(wildcards),
+        "pristine": PRISTINE,
+        "chosen": f"results/eval/{wildcards.baseline}/metrics.json",
+    }
+
+
+def robustness_flags(wildcards):
+    """`--perturb JSON` of a noise or dead-sensor condition, or the allowed set-up change
+    of a speed shift."""
+    if wildcards.condition in SPEED_SHIFTS:
+        return f"--allow-setup-change {MATERIAL_KEY}"
+    return f"--perturb {shlex.quote(json.dumps(PERTURBED[wildcards.condition]))}"
 
 
 # ---------------------------------------------------------------- train / evaluate
@@ -238,4 +329,6 @@ def get_final_output():
             "results/heldout/compare/{name}",
             name=["table.csv", "table.md", "iou_vs_crack_size.png", "loss_curves.png"],
         )
+    if ROBUSTNESS:
+        outputs += expand("results/compare/robustness.{ext}", ext=["csv", "md", "png"])
     return outputs
