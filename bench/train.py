@@ -11,8 +11,16 @@ tensors (what `python -m model train` does on a CPU). The SGEMM roof is measured
 run: the GFLOP/s of `torch.mm` on two 2048 x 2048 float32 matrices with the same threads, so
 `roof_share` = achieved / roof compares like with like on any machine.
 
+With `--data SHARD.nc ... --pristine P.nc` the input path is timed as well, on up to
+`--read-samples` samples of the shards: reading, decompressing and conditioning one sample at a
+time as `model.data.WavefieldDataset` does (pristine subtracted, one scale per sensor), first
+from the NetCDF files and then from its in-memory cache (`cache=True`, what `python -m model
+train` does from the second epoch on). `epoch_samples_per_s_uncached` is the training rate
+with every sample read in the main process before its step (`1 / (1/read + 1/train)`, the
+pipeline before the cache); `epoch_samples_per_s_cached` the rate with cached inputs.
+
     python bench/train.py [--batch-size 8] [--steps 3] [--threads N] [--channels-last]
-                          [--device cpu] [--json]
+                          [--device cpu] [--data SHARD.nc ... --pristine P.nc] [--json]
 
 The last line of `--json` output is one JSON object.
 """
@@ -29,6 +37,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from model.data import WavefieldDataset  # noqa: E402
 from model.inference import resolve_device  # noqa: E402
 from model.nets.microcrackpointnet import MicroCrackPointNet  # noqa: E402
 from model.nets.summary import parameter_counts  # noqa: E402
@@ -64,6 +73,29 @@ def sgemm_gflops(device: torch.device, n: int = 2048, steps: int = 5) -> float:
     return 2 * n**3 / _timed(lambda: torch.mm(a, b), steps, device) / 1e9
 
 
+def input_rates(shards: list[str], pristine: str, samples: int) -> dict:
+    """Samples/s of `WavefieldDataset` items read from the files and from its cache."""
+    from model.data import ShardIndex, normalisation_stats, read_reference
+    from model.predict import unlabelled
+
+    index = ShardIndex.build(shards)
+    ids = index.sample[:samples]
+    reference = read_reference(pristine, index.wave_shape, index)
+    stats = normalisation_stats(index, ids[:16], reference, "sensor")
+    dataset = WavefieldDataset(index, ids, unlabelled(ids), stats, reference, cache=True)
+    rates = {}
+    try:
+        for name in ("read", "cached"):
+            tic = time.perf_counter()
+            for i in range(len(dataset)):
+                dataset[i]
+            rates[f"{name}_samples_per_s"] = round(len(dataset) / (time.perf_counter() - tic), 2)
+    finally:
+        dataset.close()
+    rates["read_samples"] = int(len(ids))
+    return rates
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--batch-size", type=int, default=8, help="samples per step")
@@ -72,8 +104,15 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--channels-last", action="store_true",
                         help="channels-last memory format for model and input")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--data", nargs="+", metavar="SHARD.nc",
+                        help="also time the input path on these shards (needs --pristine)")
+    parser.add_argument("--pristine", metavar="P.nc", help="pristine reference for --data")
+    parser.add_argument("--read-samples", type=int, default=120,
+                        help="samples read to time the input path")
     parser.add_argument("--json", action="store_true", help="end with one JSON line")
     args = parser.parse_args(argv)
+    if args.data and not args.pristine:
+        parser.error("--data needs --pristine")
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
@@ -121,6 +160,16 @@ def main(argv: list[str] | None = None) -> dict:
           f"{result['achieved_gflops']} GFLOP/s (3 x forward) = {result['roof_share']:.0%} of "
           f"the SGEMM roof ({result['sgemm_roof_gflops']} GFLOP/s)")
     print(f"  eval:  {result['eval_samples_per_s']} samples/s")
+    if args.data:
+        rates = input_rates(args.data, args.pristine, args.read_samples)
+        for key in ("uncached", "cached"):
+            read = rates["read_samples_per_s" if key == "uncached" else "cached_samples_per_s"]
+            rates[f"epoch_samples_per_s_{key}"] = round(1 / (1 / read + 1 / train_rate), 3)
+        result.update(rates)
+        print(f"  input: {rates['read_samples_per_s']} samples/s read and conditioned, "
+              f"{rates['cached_samples_per_s']} from the cache ({rates['read_samples']} samples)"
+              f" -> epoch {rates['epoch_samples_per_s_uncached']} samples/s uncached, "
+              f"{rates['epoch_samples_per_s_cached']} cached")
     if args.json:
         print(json.dumps(result))
     return result
