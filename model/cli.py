@@ -1,5 +1,5 @@
-"""Command line: `python -m model labels|split|train|evaluate|baseline|predict|compare|robustness`
-(see `--help`).
+"""Command line: `python -m model labels|split|train|evaluate|baseline|predict|compare|
+robustness|scenarios` (see `--help`).
 
 Inputs are checked here, at the edge: a missing or corrupt file, a shard that lacks a
 variable of docs/data-format.md, or a split naming unknown samples ends the command with a
@@ -201,6 +201,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-dirs", nargs="+", required=True, metavar="DIR",
                    help="folders written by evaluate or baseline; the folder name is the model's")
     p.add_argument("--out-dir", required=True, help="folder for the table and figure")
+
+    p = sub.add_parser("scenarios", formatter_class=FORMATTER,
+                       help="one table over crack scenarios the models were not trained on",
+                       description="Read the evaluation folders of each crack scenario (and "
+                                   "of the held-out reference) and write "
+                                   "OUT_DIR/scenarios.csv and scenarios.md: a row per model, "
+                                   "IoU with its bootstrap interval per scenario "
+                                   "(model/scenarios.py).")
+    p.add_argument("--scenario", nargs="+", action="append", required=True,
+                   metavar=("NAME", "DIR"),
+                   help="a scenario's name, then its folders written by evaluate or baseline "
+                        "(the folder name is the model's); repeat per scenario")
+    p.add_argument("--reference", nargs="+", default=[], metavar="DIR",
+                   help="the same models on held-out samples of the training cracks")
+    p.add_argument("--out-dir", required=True, help="folder for the tables")
     return parser
 
 
@@ -267,6 +282,17 @@ def _run_compare(args: argparse.Namespace) -> None:
     print(f"compared {len(args.eval_dirs)} models: {', '.join(map(str, out))}")
 
 
+def _run_scenarios(args: argparse.Namespace) -> None:
+    from model.scenarios import scenarios
+
+    names = [name for name, *_ in args.scenario]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise DataError(f"--scenario {', '.join(repeated)} given twice (one per scenario)")
+    out = scenarios({name: dirs for name, *dirs in args.scenario}, args.out_dir, args.reference)
+    print(f"{len(names)} scenarios: {', '.join(map(str, out))}")
+
+
 def _check_outputs(args: argparse.Namespace) -> None:
     """Refuse, before any work, an --out that is a folder or an --out-dir that is a file."""
     for name in ("out", "state"):
@@ -301,6 +327,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from model.robustness import robustness
             paths = robustness(args.eval_dirs, args.out_dir)
             print(f"robustness of {len(args.eval_dirs)} evaluations: {', '.join(map(str, paths))}")
+        elif args.command == "scenarios":
+            _run_scenarios(args)
         else:
             _run_compare(args)
     except (DataError, ValueError) as err:

@@ -30,7 +30,7 @@ import csv
 import io
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -87,6 +87,19 @@ def per_sample_scores(eval_dir: Path) -> dict[str, np.ndarray]:
         out = {k: ds[v].values.astype(np.float64) for k, v in PER_SAMPLE.items()}
         out["sample"] = ds["sample"].values.astype(np.int64)
     return out
+
+
+def score_row(eval_dir: Path) -> dict:
+    """The box scores of one evaluation folder: `model` (the folder's name), `count`, IoU
+    with its 95 % bootstrap interval (`IoU_lo`, `IoU_hi`), Purity, Integrity; `_metrics`
+    (metrics.json), `_scores` (per-sample scores) and `_path` are not written to tables."""
+    m = read_metrics(eval_dir)
+    scores = per_sample_scores(eval_dir)
+    lo, hi = bootstrap_ci(scores["IoU"])
+    return {"model": eval_dir.name, "count": int(m["count"]), "IoU": float(m["IoU"]),
+            "IoU_lo": lo, "IoU_hi": hi, "Purity": float(m["Purity"]),
+            "Integrity": float(m["Integrity"]), "_metrics": m, "_scores": scores,
+            "_path": str(eval_dir)}
 
 
 def model_row(eval_dir: Path) -> dict:
@@ -188,12 +201,26 @@ def _size_keys(rows: list[dict]) -> list[str]:
     return sorted(keys, key=float)
 
 
-def _with_interval(row: dict, metric: str) -> str:
-    """`0.443 [0.38, 0.51]`: the mean and its bootstrap interval ("–" if not a number)."""
-    mean, lo, hi = row[metric], row.get(f"{metric}_lo", math.nan), row.get(f"{metric}_hi", math.nan)
+def format_interval(mean: float, lo: float, hi: float) -> str:
+    """`0.443 [0.38, 0.51]`: a mean and its bootstrap interval ("–" if not a number, the
+    mean alone if the interval is not)."""
     if math.isnan(mean):
         return "–"
     return f"{mean:.3f}" + ("" if math.isnan(lo) else f" [{lo:.2f}, {hi:.2f}]")
+
+
+def _with_interval(row: dict, metric: str) -> str:
+    """`row[metric]` with its `_lo`/`_hi` interval, by `format_interval`."""
+    return format_interval(row[metric], row.get(f"{metric}_lo", math.nan),
+                           row.get(f"{metric}_hi", math.nan))
+
+
+def markdown_grid(corner: str, rows: Sequence[str], columns: Sequence[str],
+                  cell: Callable[[str, str], str]) -> list[str]:
+    """The lines of a Markdown table: a header `corner | columns...`, then one line per
+    entry of `rows` holding `cell(row, column)` for each column (right-aligned)."""
+    return (["| " + " | ".join([corner, *columns]) + " |", "|---|" + "---:|" * len(columns)]
+            + [f"| {r} | " + " | ".join(cell(r, c) for c in columns) + " |" for r in rows])
 
 
 def table_markdown(rows: list[dict], subset: str, floor: int | None = None,

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from model.compare import per_sample_scores, read_metrics, table_csv
+from model.compare import format_interval, markdown_grid, score_row, table_csv
 from model.io import DataError, write_text_atomic
 from model.metrics import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, bootstrap_ci
 from model.plots import new_figure, save_figure
@@ -77,14 +77,9 @@ def _order(row: dict) -> tuple:
 
 
 def condition_row(eval_dir: Path) -> dict:
-    """One folder's row (the `_scores` key, per-sample scores, is not written)."""
-    m = read_metrics(eval_dir)
-    scores = per_sample_scores(eval_dir)
-    lo, hi = bootstrap_ci(scores["IoU"])
-    return {"model": eval_dir.name, **condition_of(m), "count": int(m["count"]),
-            "IoU": float(m["IoU"]), "IoU_lo": lo, "IoU_hi": hi,
-            "Purity": float(m["Purity"]), "Integrity": float(m["Integrity"]),
-            "_scores": scores, "_path": str(eval_dir)}
+    """One folder's row: `model.compare.score_row` with its condition after the model."""
+    row = score_row(eval_dir)
+    return {"model": row["model"], **condition_of(row["_metrics"]), **row}
 
 
 def add_clean_comparison(rows: list[dict]) -> None:
@@ -115,10 +110,16 @@ def add_clean_comparison(rows: list[dict]) -> None:
                      IoU_minus_clean_hi=hi)
 
 
-def _interval(mean: float, lo: float, hi: float, digits: int = 3) -> str:
-    if math.isnan(mean):
+def _iou(row: dict | None) -> str:
+    return "–" if row is None else format_interval(row["IoU"], row["IoU_lo"], row["IoU_hi"])
+
+
+def _retained(row: dict | None) -> str:
+    """`83 % (-0.080 [-0.12, -0.04])`: IoU retained, then the paired change to clean."""
+    if row is None or math.isnan(row["IoU_retained"]):
         return "–"
-    return f"{mean:.{digits}f}" + ("" if math.isnan(lo) else f" [{lo:.2f}, {hi:.2f}]")
+    return (f"{100 * row['IoU_retained']:.0f} % (" + format_interval(
+        row["IoU_minus_clean"], row["IoU_minus_clean_lo"], row["IoU_minus_clean_hi"]) + ")")
 
 
 def table_markdown(rows: list[dict]) -> str:
@@ -127,7 +128,6 @@ def table_markdown(rows: list[dict]) -> str:
     conditions = list(dict.fromkeys(r["label"] for r in sorted(rows, key=_order)))
     cell = {(r["label"], r["model"]): r for r in rows}
     counts = "/".join(map(str, sorted({r["count"] for r in rows})))
-    head = ["| condition | " + " | ".join(models) + " |", "|---|" + "---:|" * len(models)]
     lines = ["# Robustness of the models", "",
              f"Every model and baseline scored on the same samples (n = {counts}), clean and "
              "perturbed, with nothing chosen on perturbed data: networks keep their "
@@ -135,25 +135,16 @@ def table_markdown(rows: list[dict]) -> str:
              "evaluation (docs/robustness.md). Noise and dead sensors change the recorded "
              "wavefield before any conditioning; a speed shift is a plate simulated with "
              "another Young's modulus, scored against the reference and wave speeds of the "
-             "training plate.", "", "## IoU", "", *head]
-    for c in conditions:
-        lines.append(f"| {c} | " + " | ".join(
-            _interval(*(cell[c, m][k] for k in ("IoU", "IoU_lo", "IoU_hi")))
-            if (c, m) in cell else "–" for m in models) + " |")
-    lines += ["", "## Clean IoU retained, and the change paired by sample", "",
-              "IoU / clean IoU, then the mean per-sample IoU difference to clean with its 95 % "
-              "bootstrap interval (both scores resampled together).", "", *head]
-    for c in conditions:
-        if c == "clean":
-            continue
-        lines.append(f"| {c} | " + " | ".join(
-            (f"{100 * cell[c, m]['IoU_retained']:.0f} % ("
-             + _interval(*(cell[c, m][k] for k in ("IoU_minus_clean", "IoU_minus_clean_lo",
-                                                  "IoU_minus_clean_hi"))) + ")")
-            if (c, m) in cell and not math.isnan(cell[c, m]["IoU_retained"]) else "–"
-            for m in models) + " |")
-    lines += ["", f"In brackets: 95 % percentile-bootstrap intervals over the scored samples "
-              f"({BOOTSTRAP_RESAMPLES} resamples, seed {BOOTSTRAP_SEED})."]
+             "training plate.", "", "## IoU", "",
+             *markdown_grid("condition", conditions, models,
+                            lambda c, m: _iou(cell.get((c, m)))),
+             "", "## Clean IoU retained, and the change paired by sample", "",
+             "IoU / clean IoU, then the mean per-sample IoU difference to clean with its 95 % "
+             "bootstrap interval (both scores resampled together).", "",
+             *markdown_grid("condition", [c for c in conditions if c != "clean"], models,
+                            lambda c, m: _retained(cell.get((c, m)))),
+             "", f"In brackets: 95 % percentile-bootstrap intervals over the scored samples "
+             f"({BOOTSTRAP_RESAMPLES} resamples, seed {BOOTSTRAP_SEED})."]
     return "\n".join(lines) + "\n"
 
 

@@ -20,6 +20,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -33,6 +34,11 @@ TINY_CONFIGS = (DEFAULT_CONFIG, TEST_CONFIG)
 TINY_MODEL_KEYS = {"epochs", "batch_size", "threads"}    # what .test changes in models[]
 MULTICRACK_CONFIG = ROOT / "workflow" / "config" / "multicrack.yaml"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+TINY_SCENARIO = yaml.safe_load(TEST_CONFIG.read_text())["evaluation"]["scenarios"][0]
+TWO_CRACKS = {"name": "two-cracks", "start": 3_000_000, "samples": 4, "shard_size": 2,
+              "cracks": {"count": {"min": 2, "max": 2}, "clearance": 0.004, "families": [
+                  {"name": "straight", "geometry": "segment", "length": [0.004, 0.02],
+                   "angle": [0, 180]}]}}
 
 
 def snakemake(*args, cwd=ROOT, timeout=120) -> subprocess.CompletedProcess:
@@ -65,6 +71,15 @@ def write_config(path: Path, config: dict) -> Path:
 
 def default_config() -> dict:
     return yaml.safe_load(DEFAULT_CONFIG.read_text())
+
+
+def with_scenarios(*changes):
+    """A config edit setting evaluation.scenarios to one copy of TINY_SCENARIO per mapping
+    of `changes`, its keys replaced by the mapping's."""
+    def edit(config):
+        config["evaluation"]["scenarios"] = [{**copy.deepcopy(TINY_SCENARIO), **c}
+                                             for c in changes]
+    return edit
 
 
 # ---------------------------------------------------------------- static checks
@@ -175,6 +190,24 @@ def test_paper_config_has_one_job_per_shard_and_model(tmp_path):
                      id="no-dead-sensor-draws"),
         pytest.param(lambda c: c["evaluation"]["robustness"].update(snr=[10]), "snr",
                      id="unknown-robustness-key"),
+        pytest.param(with_scenarios({}, {}), "evaluation.scenarios[].name must be unique",
+                     id="duplicate-scenario-name"),
+        pytest.param(with_scenarios({"name": "heldout"}), "not `heldout`",
+                     id="scenario-named-like-the-reference"),
+        pytest.param(with_scenarios({"name": "../up"}), "'../up' does not match",
+                     id="scenario-name-not-a-path-part"),
+        pytest.param(with_scenarios({"start": 200}),
+                     "evaluation.scenarios[long-cracks] samples [200, 204) overlap "
+                     "dataset.samples [0, 240)", id="scenario-overlapping-the-dataset"),
+        pytest.param(with_scenarios({"start": 1_000_100}),
+                     "overlap evaluation.heldout [1000000, 1000120)",
+                     id="scenario-overlapping-the-heldout-set"),
+        pytest.param(with_scenarios({"cracks": {"families": [
+            {"geometry": "segment", "lenght": 0.03}]}}), "'lenght' was unexpected",
+            id="scenario-crack-key-not-in-the-solver-schema"),
+        pytest.param(with_scenarios({"cracks": {"count": {"min": 2, "max": 2}}}),
+                     "evaluation.scenarios[long-cracks].cracks needs `families`",
+                     id="scenario-without-cracks"),
     ],
 )
 def test_invalid_config_fails_naming_the_key(edit, named, tmp_path):
@@ -354,6 +387,31 @@ def test_end_to_end_outputs_exist_and_parse(tiny_run):
         results / "compare" / "robustness.md").read_text()
     assert png_ok(results / "compare" / "robustness.png")
 
+    scenario = results / "scenarios" / TINY_SCENARIO["name"]
+    start, size = TINY_SCENARIO["start"], TINY_SCENARIO["samples"]
+    low, high = TINY_SCENARIO["cracks"]["families"][0]["length"]
+    with xr.open_dataset(scenario / "data" / "shard-0000.nc") as ds, \
+            xr.open_dataset(results / "data" / "shard-0000.nc") as trained:
+        assert ds["sample"].values.tolist() == list(range(start, start + size))
+        assert ds.attrs["setup_hash"] == trained.attrs["setup_hash"]   # cracks are not set-up
+    with xr.open_dataset(scenario / "labels" / "shard-0000.nc") as labels:
+        lengths = labels["crack_length"].transpose("sample", "crack").values
+        assert np.all((lengths[:, 0] >= low - 1e-9) & (lengths[:, 0] <= high + 1e-9)), lengths
+    for name in models + baselines:
+        main_metrics = json.loads((results / "eval" / name / "metrics.json").read_text())
+        scored = json.loads((scenario / "eval" / name / "metrics.json").read_text())
+        assert scored["count"] == size, name
+        if "hyperparameters" in main_metrics:   # chosen on the main split's val
+            assert scored["hyperparameters"] == main_metrics["hyperparameters"], name
+    with open(results / "compare" / "scenarios.csv", newline="") as fh:
+        scenario_rows = list(csv.DictReader(fh))
+    assert [r["model"] for r in scenario_rows] == models + baselines
+    assert all(int(r[f"{TINY_SCENARIO['name']}:count"]) == size
+               and int(r["heldout:count"]) == split["counts"]["test"]["with_crack"]
+               for r in scenario_rows)
+    assert f"| {TINY_SCENARIO['name']} (n = {size}) |" in (
+        results / "compare" / "scenarios.md").read_text()
+
     for stage in ("simulate", "labels", "split", "train", "evaluate", "report"):
         assert list((workdir / "logs" / stage).glob("*.log")), f"no log for {stage}"
         assert list((workdir / "benchmarks" / stage).glob("*.tsv")), f"no benchmark for {stage}"
@@ -393,7 +451,8 @@ def test_changing_a_model_param_reruns_that_model_only(tiny_run, tmp_path):
     conditions = n_conditions(tiny_run[2])
     assert jobs == {"train": 1, "evaluate": 1, "compare": 1, "overview": 1,
                     "evaluate_heldout": 1, "compare_heldout": 1,
-                    "evaluate_robustness": conditions, "compare_robustness": 1}, jobs
+                    "evaluate_robustness": conditions, "compare_robustness": 1,
+                    "evaluate_scenario": n_scenarios(tiny_run[2]), "compare_scenarios": 1}, jobs
 
 
 @pytest.mark.slow
@@ -407,6 +466,8 @@ def test_changing_a_simulation_param_reruns_the_simulation(tiny_run, tmp_path):
     assert jobs["simulate_heldout_shard"] == 2 and jobs["compare_heldout"] == 1
     speeds = len(tiny_run[2]["evaluation"]["robustness"]["speed_shift"])
     assert jobs["simulate_robustness_shard"] == 2 * speeds and jobs["compare_robustness"] == 1
+    assert jobs["simulate_scenario_shard"] == n_scenarios(tiny_run[2])   # one shard each
+    assert jobs["compare_scenarios"] == 1
 
 
 @pytest.mark.slow
@@ -429,7 +490,14 @@ def test_changing_evaluation_thresholds_does_not_retrain(tiny_run, tmp_path):
                     "baseline_heldout": len(config["baselines"]), "compare_heldout": 1,
                     "evaluate_robustness": conditions * len(config["models"]),
                     "baseline_robustness": conditions * len(config["baselines"]),
-                    "compare_robustness": 1}, jobs
+                    "compare_robustness": 1,
+                    "evaluate_scenario": n_scenarios(config) * len(config["models"]),
+                    "baseline_scenario": n_scenarios(config) * len(config["baselines"]),
+                    "compare_scenarios": 1}, jobs
+
+
+def n_scenarios(config) -> int:
+    return len(config["evaluation"]["scenarios"])
 
 
 def n_conditions(config) -> int:
@@ -462,6 +530,60 @@ def test_one_shard_can_be_regenerated_alone(tiny_run, tmp_path):
     assert jobs == {"simulate_shard": 1}, jobs
 
 
+# ---------------------------------------------------------------- rerun scope on stubs
+@pytest.fixture(scope="module")
+def stub_run(tmp_path_factory):
+    """The tiny DAG with every output an empty stub that `--touch --forceall` records as
+    made (params, code, input sets: the rerun triggers) without running a job: what a
+    config edit reruns, in seconds.
+    Returns (workdir, config files, config), like tiny_run."""
+    workdir = tmp_path_factory.mktemp("workflow-stub")
+    args = ("--directory", workdir, "--configfile", *TINY_CONFIGS)
+    result = snakemake("--dry-run", *args, cwd=workdir)
+    assert result.returncode == 0, result.stdout
+    outputs = [workdir / path.strip() for line in result.stdout.splitlines()
+               if line.strip().startswith("output:")
+               for path in line.split(":", 1)[1].split(",")]
+    for path in outputs:
+        if path.name == "figures":   # the one directory() output of the rules
+            path.mkdir(parents=True, exist_ok=True)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch()
+    result = snakemake("--touch", "--forceall", "--cores", 1, *args, cwd=workdir)
+    assert result.returncode == 0, result.stdout
+    assert rerun_jobs((workdir, TINY_CONFIGS, None), workdir) == {}
+    return workdir, TINY_CONFIGS, tiny_config()
+
+
+def scenario_jobs(config, shards: int) -> dict[str, int]:
+    """The jobs of one scenario of `shards` shards, and the table."""
+    return {"scenario_simulation_config": 1, "simulate_scenario_shard": shards,
+            "scenario_labels": shards, "scenario_split": 1,
+            "evaluate_scenario": len(config["models"]),
+            "baseline_scenario": len(config["baselines"]), "compare_scenarios": 1}
+
+
+def test_a_new_scenario_runs_only_its_own_jobs(stub_run, tmp_path):
+    jobs = rerun_jobs(stub_run, tmp_path,
+                      lambda c: c["evaluation"]["scenarios"].append(copy.deepcopy(TWO_CRACKS)))
+    assert jobs == scenario_jobs(stub_run[2], shards=2), jobs
+
+
+def test_editing_a_scenario_reruns_that_scenario_only(stub_run, tmp_path):
+    def longer(config):
+        config["evaluation"]["scenarios"][0]["cracks"]["families"][0]["length"] = [0.03, 0.04]
+
+    assert rerun_jobs(stub_run, tmp_path, longer) == scenario_jobs(stub_run[2], shards=1)
+
+
+def test_a_model_edit_rescores_it_on_each_scenario(stub_run, tmp_path):
+    jobs = rerun_jobs(stub_run, tmp_path, lambda c: c["models"][0].update(lr=0.01234))
+    assert jobs["evaluate_scenario"] == len(stub_run[2]["evaluation"]["scenarios"])
+    assert jobs["compare_scenarios"] == 1 and "simulate_scenario_shard" not in jobs
+
+
+# ---------------------------------------------------------------- README examples
 def test_readme_crack_examples_are_valid_configs():
     """The `simulation.cracks` examples in the README pass the solver's schema."""
     import jsonschema
@@ -471,13 +593,31 @@ def test_readme_crack_examples_are_valid_configs():
     validator = jsonschema.Draft202012Validator(
         schema, registry=Registry().with_resource("", Resource.from_contents(schema)))
     blocks = re.findall(r"```yaml\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
-    examples = [yaml.safe_load(b)["simulation"] for b in blocks if "cracks:" in b]
+    examples = [yaml.safe_load(b)["simulation"] for b in blocks
+                if "cracks:" in b and "simulation:" in b]
     assert len(examples) >= 2, "README shows no families / fixed example"
     for example in examples:
         simulation = copy.deepcopy(default_config()["simulation"])
         simulation["cracks"] = example["cracks"]
         errors = [e.message for e in validator.iter_errors(simulation)]
         assert not errors, errors
+
+
+def test_readme_scenario_example_adds_its_jobs_to_the_default_run(tmp_path):
+    """The README's `evaluation.scenarios` example, given after default.yaml, adds each
+    scenario's simulation and scoring jobs and the table."""
+    blocks = re.findall(r"```yaml\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
+    example = next(yaml.safe_load(b) for b in blocks if "scenarios:" in b)
+    scenarios = example["evaluation"]["scenarios"]
+    extra = write_config(tmp_path / "scenario.yaml", example)
+    result = snakemake("--dry-run", "--directory", tmp_path,
+                       "--configfile", DEFAULT_CONFIG, extra)
+    assert result.returncode == 0, result.stdout
+    jobs, config = job_counts(result.stdout), default_config()
+    assert jobs["scenario_simulation_config"] == len(scenarios)
+    assert jobs["evaluate_scenario"] == len(scenarios) * len(config["models"])
+    assert jobs["baseline_scenario"] == len(scenarios) * len(config["baselines"])
+    assert jobs["compare_scenarios"] == 1
 
 
 def test_schema_choices_match_the_model_cli():

@@ -53,12 +53,49 @@ def check_config(config):
                 f"config: evaluation.robustness.dead_sensors {too_many} exceed the "
                 f"{n_sensors} sensors (simulation.sensors nx x ny)"
             )
-    cracks = config["simulation"]["cracks"]
+    check_cracks(config["simulation"]["cracks"], "simulation.cracks")
+    check_scenarios(config)
+
+
+def check_cracks(cracks, key):
+    """A crack section (`key` names it in the error) needs families or fixed cracks."""
     if not cracks.get("families") and not cracks.get("fixed"):
         raise WorkflowError(
-            "config: simulation.cracks needs `families` (random geometries) "
+            f"config: {key} needs `families` (random geometries) "
             "or `fixed` (one user-defined scenario)"
         )
+
+
+def check_scenarios(config):
+    """evaluation.scenarios: unique names, other than the reference's `heldout`, each a
+    crack section, and sample ranges apart from the dataset's and the held-out set's (a
+    sample's cracks are drawn from its index: shared indices would share crack draws)."""
+    scenarios = config["evaluation"]["scenarios"]
+    names = [s["name"] for s in scenarios]
+    # `heldout` names the reference's columns of the table (model.scenarios.REFERENCE)
+    repeated = sorted({n for n in names if names.count(n) > 1 or n == "heldout"})
+    if repeated:
+        raise WorkflowError(
+            "config: evaluation.scenarios[].name must be unique and not `heldout` (one "
+            f"results/scenarios/NAME and one table column each), got: {', '.join(repeated)}"
+        )
+    taken = {"dataset.samples": (0, config["dataset"]["samples"])}
+    heldout = config["evaluation"].get("heldout")
+    if heldout:
+        taken["evaluation.heldout"] = (
+            heldout["start"],
+            heldout["start"] + heldout["samples"],
+        )
+    for s in scenarios:
+        key = f"evaluation.scenarios[{s['name']}]"
+        check_cracks(s["cracks"], f"{key}.cracks")
+        start, stop = s["start"], s["start"] + s["samples"]
+        for other, (lo, hi) in taken.items():
+            if start < hi and lo < stop:
+                raise WorkflowError(
+                    f"config: {key} samples [{start}, {stop}) overlap {other} [{lo}, {hi}); "
+                    f"move {key}.start"
+                )
 
 
 check_config(config)
@@ -109,28 +146,39 @@ LABEL_FILES = expand("results/labels/shard-{shard}.nc", shard=SHARDS)
 # evaluation.heldout: samples [start, start + samples) in shards of shard_size, numbered
 # from 0 under results/heldout/; absent, the held-out rules exist but nothing requests them.
 HELDOUT = config["evaluation"].get("heldout")
-HELDOUT_SHARDS = (
-    [f"{i:04d}" for i in range(math.ceil(HELDOUT["samples"] / HELDOUT["shard_size"]))]
-    if HELDOUT
-    else []
-)
+
+
+def block_shards(block):
+    """Shard names of a sample block `{start, samples, shard_size}` (evaluation.heldout, a
+    scenario), numbered from 0."""
+    return [f"{i:04d}" for i in range(math.ceil(block["samples"] / block["shard_size"]))]
+
+
+def block_range(block, shard, key):
+    """`START:STOP` global sample indices of shard `shard` of a sample block; `key` names
+    the block's config section in the error."""
+    first = int(shard) * block["shard_size"]
+    if first >= block["samples"]:
+        raise WorkflowError(
+            f"shard-{shard} of {key} starts beyond {key}.samples = {block['samples']} "
+            f"({len(block_shards(block))} shards)"
+        )
+    stop = min(first + block["shard_size"], block["samples"])
+    return f"{block['start'] + first}:{block['start'] + stop}"
+
+
+HELDOUT_SHARDS = block_shards(HELDOUT) if HELDOUT else []
 HELDOUT_SHARD_FILES = expand("results/heldout/data/shard-{shard}.nc", shard=HELDOUT_SHARDS)
 HELDOUT_LABEL_FILES = expand("results/heldout/labels/shard-{shard}.nc", shard=HELDOUT_SHARDS)
 HELDOUT_SPLIT = "results/heldout/split/split.json"
+HELDOUT_EVAL_FOLDERS = expand("results/heldout/eval/{model}", model=SCORED) if HELDOUT else []
 
 
 def heldout_shard_range(wildcards):
     """`START:STOP` global sample indices of held-out shard `wildcards.shard`."""
     if not HELDOUT:
         raise WorkflowError("results/heldout/ needs the config section evaluation.heldout")
-    first = int(wildcards.shard) * HELDOUT["shard_size"]
-    if first >= HELDOUT["samples"]:
-        raise WorkflowError(
-            f"held-out shard-{wildcards.shard} starts beyond evaluation.heldout.samples = "
-            f"{HELDOUT['samples']} ({len(HELDOUT_SHARDS)} shards)"
-        )
-    start = HELDOUT["start"] + first
-    return f"{start}:{HELDOUT['start'] + min(first + HELDOUT['shard_size'], HELDOUT['samples'])}"
+    return block_range(HELDOUT, wildcards.shard, "evaluation.heldout")
 
 
 # ---------------------------------------------------------------- robustness (optional)
@@ -181,24 +229,29 @@ def robustness_data(wildcards):
     return {"data": HELDOUT_SHARD_FILES, "labels": HELDOUT_LABEL_FILES, "split": HELDOUT_SPLIT}
 
 
-def robustness_evaluate_input(wildcards):
-    """A model's inputs on one condition: its data, the checkpoint, and the main
-    evaluation's metrics.json (mask thresholds chosen on the main split's val)."""
+def trained_model(wildcards):
+    """What scores a trained model on data it chooses nothing on: the checkpoint and the
+    main evaluation's metrics.json (mask thresholds chosen on the main split's val)."""
     return {
-        **robustness_data(wildcards),
         "checkpoint": f"results/models/{wildcards.model}/checkpoint.pt",
         "chosen": f"results/eval/{wildcards.model}/metrics.json",
     }
 
 
+def tuned_baseline(wildcards):
+    """What scores a baseline on data it chooses nothing on: the (clean) pristine plate and
+    the main run's metrics.json (hyperparameters chosen on the main split's val)."""
+    return {"pristine": PRISTINE, "chosen": f"results/eval/{wildcards.baseline}/metrics.json"}
+
+
+def robustness_evaluate_input(wildcards):
+    """A model's inputs on one condition: its data and `trained_model`."""
+    return {**robustness_data(wildcards), **trained_model(wildcards)}
+
+
 def robustness_baseline_input(wildcards):
-    """A baseline's inputs on one condition: its data, the (clean) pristine plate, and the
-    main run's metrics.json (hyperparameters chosen on the main split's val)."""
-    return {
-        **robustness_data(wildcards),
-        "pristine": PRISTINE,
-        "chosen": f"results/eval/{wildcards.baseline}/metrics.json",
-    }
+    """A baseline's inputs on one condition: its data and `tuned_baseline`."""
+    return {**robustness_data(wildcards), **tuned_baseline(wildcards)}
 
 
 def robustness_flags(wildcards):
@@ -207,6 +260,73 @@ def robustness_flags(wildcards):
     if wildcards.condition in SPEED_SHIFTS:
         return f"--allow-setup-change {MATERIAL_KEY}"
     return f"--perturb {shlex.quote(json.dumps(PERTURBED[wildcards.condition]))}"
+
+
+# ---------------------------------------------------------------- crack scenarios (optional)
+# evaluation.scenarios: test sets simulated with another `simulation.cracks` section on the
+# training set-up (the crack section is not part of the set-up hash), every model and
+# baseline scored on each under results/scenarios/NAME/; empty, nothing requests them.
+SCENARIOS = {s["name"]: s for s in config["evaluation"]["scenarios"]}
+
+
+wildcard_constraints:
+    scenario="|".join(re.escape(name) for name in SCENARIOS) or "(?!)",
+
+
+def scenario_simulation(wildcards):
+    """The `simulation:` section with the scenario's crack section in place of the
+    training one (a param: editing one scenario reruns that scenario only)."""
+    return {**config["simulation"], "cracks": SCENARIOS[wildcards.scenario]["cracks"]}
+
+
+def scenario_shard_range(wildcards):
+    """`START:STOP` global sample indices of one scenario shard."""
+    name = wildcards.scenario
+    return block_range(SCENARIOS[name], wildcards.shard, f"evaluation.scenarios[{name}]")
+
+
+def scenario_files(name, kind):
+    """A scenario's shard files of `kind` (data, labels)."""
+    return expand(
+        f"results/scenarios/{name}/{kind}/shard-{{shard}}.nc",
+        shard=block_shards(SCENARIOS[name]),
+    )
+
+
+def scenario_labels(wildcards):
+    return scenario_files(wildcards.scenario, "labels")
+
+
+def scenario_data(wildcards):
+    """Shards, labels and the all-test split of one scenario."""
+    name = wildcards.scenario
+    return {
+        "data": scenario_files(name, "data"),
+        "labels": scenario_files(name, "labels"),
+        "split": f"results/scenarios/{name}/split/split.json",
+    }
+
+
+def scenario_evaluate_input(wildcards):
+    return {**scenario_data(wildcards), **trained_model(wildcards)}
+
+
+def scenario_baseline_input(wildcards):
+    return {**scenario_data(wildcards), **tuned_baseline(wildcards)}
+
+
+def scenario_eval_folders(name):
+    """The evaluation folders of every model and baseline on scenario `name`."""
+    return expand(f"results/scenarios/{name}/eval/{{model}}", model=SCORED)
+
+
+def scenario_compare_args():
+    """`[--reference DIR...] --scenario NAME DIR...` of `python -m model scenarios`: the
+    held-out evaluations (if configured) are the reference columns."""
+    flags = [f"--scenario {name} {' '.join(scenario_eval_folders(name))}" for name in SCENARIOS]
+    if HELDOUT:
+        flags.insert(0, f"--reference {' '.join(HELDOUT_EVAL_FOLDERS)}")
+    return " ".join(flags)
 
 
 # ---------------------------------------------------------------- train / evaluate
@@ -279,14 +399,12 @@ def evaluate_input(wildcards):
 
 
 def heldout_evaluate_input(wildcards):
-    """A model's held-out inputs: the held-out data, its all-test split, the checkpoint, and
-    the main evaluation's metrics.json (mask thresholds chosen on the main split's val)."""
+    """A model's held-out inputs: the held-out data, its all-test split and `trained_model`."""
     return {
         "data": HELDOUT_SHARD_FILES,
         "labels": HELDOUT_LABEL_FILES,
         "split": HELDOUT_SPLIT,
-        "checkpoint": f"results/models/{wildcards.model}/checkpoint.pt",
-        "chosen": f"results/eval/{wildcards.model}/metrics.json",
+        **trained_model(wildcards),
     }
 
 
@@ -331,4 +449,6 @@ def get_final_output():
         )
     if ROBUSTNESS:
         outputs += expand("results/compare/robustness.{ext}", ext=["csv", "md", "png"])
+    if SCENARIOS:
+        outputs += expand("results/compare/scenarios.{ext}", ext=["csv", "md"])
     return outputs
