@@ -25,6 +25,7 @@ rule train:
     conda:
         "../../envs/crackpoint.yaml"
     threads: model_threads
+    priority: train_priority
     resources:
         mem_mb=8000,
         runtime=720,
