@@ -4,16 +4,20 @@ choice is lossless and stores what it names."""
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import netCDF4
 import numpy as np
 import pytest
 import xarray as xr
+import yaml
 from test_dlem_dataset import TINY
 
 from dlem import config as config_mod
 from dlem import dataset
-from dlem.compression import COMPRESSIONS, DEFAULT_COMPRESSION
+from dlem.compression import COMPRESSIONS
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -47,9 +51,13 @@ def test_each_compression_is_lossless_and_stores_its_filters(cfg, reference, nam
                 assert stored["complevel"] == expected["complevel"], (var, stored)
 
 
-def test_the_default_is_zlib_level_4_with_shuffle():
-    """What every shard was written with before the option existed."""
-    assert COMPRESSIONS[DEFAULT_COMPRESSION] == {"zlib": True, "complevel": 4, "shuffle": True}
+def test_the_workflow_offers_exactly_the_solver_choices():
+    """`dataset.compression` in the workflow schema names the choices `dlem.compression`
+    declares, and nothing else (the option is declared once, in the solver)."""
+    schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    entry = schema["properties"]["dataset"]["properties"]["compression"]
+    assert entry["enum"] == list(COMPRESSIONS)
+    assert "default" not in entry  # the solver's DEFAULT_COMPRESSION applies when it is unset
 
 
 def test_an_unknown_compression_fails_before_any_work(cfg, tmp_path):

@@ -105,6 +105,12 @@ check_config(config)
 SAMPLES = config["dataset"]["samples"]
 SHARD_SIZE = config["dataset"]["shard_size"]
 SHARDS = [f"{i:04d}" for i in range(math.ceil(SAMPLES / SHARD_SIZE))]
+# the `--compression` of every simulate job: dataset.compression, or the solver's default
+COMPRESSION = (
+    f" --compression {config['dataset']['compression']}"
+    if "compression" in config["dataset"]
+    else ""
+)
 MODELS = {m["name"]: m for m in config["models"]}
 BASELINES = {b["name"]: b for b in config.get("baselines", [])}
 SCORED = [*MODELS, *BASELINES]  # every row of the comparison, in config order

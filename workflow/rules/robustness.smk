@@ -43,9 +43,10 @@ rule simulate_robustness_shard:
         runtime=120,
     params:
         samples=heldout_shard_range,
+        compression=COMPRESSION,
     shell:
         "python -m dlem simulate --config {input.config} --out {output}"
-        " --samples {params.samples} --workers {threads} --quiet > {log} 2>&1"
+        " --samples {params.samples} --workers {threads}{params.compression} --quiet > {log} 2>&1"
 
 
 rule robustness_labels:

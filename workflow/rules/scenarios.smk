@@ -42,9 +42,10 @@ rule simulate_scenario_shard:
         runtime=120,
     params:
         samples=scenario_shard_range,
+        compression=COMPRESSION,
     shell:
         "python -m dlem simulate --config {input.config} --out {output}"
-        " --samples {params.samples} --workers {threads} --quiet > {log} 2>&1"
+        " --samples {params.samples} --workers {threads}{params.compression} --quiet > {log} 2>&1"
 
 
 rule scenario_labels:

@@ -40,9 +40,10 @@ rule simulate_shard:
         runtime=120,
     params:
         samples=shard_range,
+        compression=COMPRESSION,
     shell:
         "python -m dlem simulate --config {input.config} --out {output}"
-        " --samples {params.samples} --workers {threads} --quiet > {log} 2>&1"
+        " --samples {params.samples} --workers {threads}{params.compression} --quiet > {log} 2>&1"
 
 
 rule simulate_heldout_shard:
@@ -63,9 +64,10 @@ rule simulate_heldout_shard:
         runtime=120,
     params:
         samples=heldout_shard_range,
+        compression=COMPRESSION,
     shell:
         "python -m dlem simulate --config {input.config} --out {output}"
-        " --samples {params.samples} --workers {threads} --quiet > {log} 2>&1"
+        " --samples {params.samples} --workers {threads}{params.compression} --quiet > {log} 2>&1"
 
 
 rule simulate_pristine:
@@ -84,8 +86,11 @@ rule simulate_pristine:
     resources:
         mem_mb=2000,
         runtime=30,
+    params:
+        compression=COMPRESSION,
     shell:
-        "python -m dlem simulate --config {input.config} --out {output} --pristine --quiet"
+        "python -m dlem simulate --config {input.config} --out {output} --pristine"
+        "{params.compression} --quiet"
         " > {log} 2>&1"
 
 
