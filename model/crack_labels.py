@@ -115,3 +115,36 @@ def load_crack_labels(paths: Sequence[str | os.PathLike]) -> CrackLabels:
     order = np.argsort(merged["sample"], kind="stable")  # load_labels' order (no repeats)
     return CrackLabels(labels=labels, box=merged["box"][order],
                        outline=merged["outline"][order], length=merged["length"][order])
+
+
+def plate_size(shard: str | os.PathLike) -> tuple[float, float]:
+    """`(plate_width, plate_height)` [m] from a shard's documented attributes; DataError
+    naming the shard when they are missing or not positive."""
+    with open_checked(shard, ("sample",), "shard") as ds:
+        try:
+            size = float(ds.attrs["plate_width"]), float(ds.attrs["plate_height"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise DataError(f"shard {shard} lacks a numeric plate_width and plate_height "
+                            "(docs/data-format.md); regenerate it with "
+                            "`python -m dlem simulate`") from err
+    if not all(np.isfinite(size)) or min(size) <= 0:
+        raise DataError(f"shard {shard}: plate_width and plate_height must be > 0, got {size}")
+    return size
+
+
+def crack_targets(cracks: CrackLabels, sample_ids: np.ndarray,
+                  plate: tuple[float, float]) -> np.ndarray:
+    """The set-prediction targets `(N, C, 8)` float32 of `sample_ids`: per crack row its box
+    `xmin, ymin, xmax, ymax` and its outline's two ends `x1, y1, x2, y2` (first and last
+    finite points), all as plate fractions (`plate` = width, height [m]); NaN rows beyond
+    each sample's `n_cracks` (an uncracked plate is all NaN)."""
+    rows = cracks.labels.rows(sample_ids)
+    box, outline = cracks.box[rows], cracks.outline[rows]              # (N, C, 4), (N, C, P, 2)
+    finite = np.isfinite(outline).all(axis=-1)                         # (N, C, P)
+    last = np.maximum(finite.sum(axis=-1) - 1, 0)                      # finite points, then NaN
+    first_pt = outline[:, :, 0]
+    last_pt = np.take_along_axis(outline, last[..., None, None].repeat(2, -1), axis=2)[:, :, 0]
+    ends = np.concatenate([first_pt, last_pt], axis=-1) / np.tile(np.asarray(plate), 2)
+    targets = np.concatenate([box, ends], axis=-1)
+    targets[~cracks.exists()[rows]] = np.nan
+    return targets.astype(np.float32)

@@ -39,7 +39,8 @@ netCDF4.set_chunk_cache(CHUNK_CACHE_BYTES)
 # what is subtracted before scaling (see condition); auto = subtract with a pristine file, else mean
 REFERENCES = ("auto", "none", "subtract", "mean")
 SCALINGS = ("component", "sensor", "trace")     # how the difference is scaled (see condition)
-TARGETS = ("box", "mask")  # what a model predicts: key-point boxes or the 16x16 crack mask
+# what a model predicts: key-point boxes, the 16x16 crack mask, or a set of cracks
+TARGETS = ("box", "mask", "cracks")
 # dimensions each scaling's mean and standard deviation are taken over (trace: none, see condition)
 STAT_DIMS = {"component": ("sample", "time", "sensor"), "sensor": ("sample", "time")}
 
@@ -168,6 +169,19 @@ def box_samples(split: dict, subset: str, labels: Labels) -> np.ndarray:
         raise ValueError(f"subset must be one of {SUBSETS}, got {subset!r}")
     ids = np.asarray(split[subset], dtype=np.int64)
     return ids[labels.has_crack[labels.rows(ids)]]
+
+
+def target_samples(split: dict, subset: str, labels: Labels, target: str) -> np.ndarray:
+    """Sample ids a model predicting `target` trains and is scored on, sorted: every sample
+    of `subset` for a crack-set model (an uncracked plate is a sample with no crack to
+    find), those with a crack (`box_samples`) for box and mask models."""
+    if target != "cracks":
+        return box_samples(split, subset, labels)
+    if subset not in SUBSETS:
+        raise ValueError(f"subset must be one of {SUBSETS}, got {subset!r}")
+    ids = np.sort(np.asarray(split[subset], dtype=np.int64))
+    labels.rows(ids)  # DataError naming unlabelled ids
+    return ids
 
 
 # --- shards ------------------------------------------------------------------------------------
@@ -366,9 +380,12 @@ class WavefieldDataset(Dataset):
     The wavefield is conditioned by `condition`: `(x - reference - mean) / std` with the
     statistics' `scaling` (reference optional; trace scaling also divides each trace by
     its RMS).
-    The target is the box float32 `(4,)` in plate fractions (`target="box"`) or the crack
+    The target is the box float32 `(4,)` in plate fractions (`target="box"`), the crack
     mask float32 `(16, 16)` of 0/1 (`target="mask"`, read once at construction; `masks`
-    holds them). `boxes` are loaded for either target (validation and evaluation score
+    holds them), or the per-crack targets float32 `(C, 8)` (`target="cracks"`: box and end
+    points as plate fractions, NaN rows beyond the sample's cracks,
+    `model.crack_labels.crack_targets`; read once from the label files; `cracks` holds
+    them). `boxes` are loaded for every target (validation and evaluation score
     boxes). Each worker process opens each shard once, on first use. With `cache`, each
     item's conditioned input is kept in memory after its first read (1.3 MB per sample of
     (2000, 81, 2)), so later epochs skip reading and decompressing it. `perturb`
@@ -390,6 +407,20 @@ class WavefieldDataset(Dataset):
         self.target = target
         self.masks = (read_samples(index, self.sample_ids, "crack_mask").astype(np.float32)
                       if target == "mask" else None)
+        self.cracks = None
+        if target == "cracks":
+            from model.crack_labels import crack_targets, load_crack_labels, plate_size
+
+            self.cracks = crack_targets(load_crack_labels(labels.paths), self.sample_ids,
+                                        plate_size(index.paths[0]))
+        mean = np.asarray(stats["mean"], dtype=np.float32)
+        self.offset = mean if reference is None else (reference + mean).astype(np.float32)
+        self.inv_std = (1.0 / np.asarray(stats["std"], dtype=np.float64)).astype(np.float32)
+        self.scaling = stats.get("scaling", "component")  # checkpoints before scalings: component
+        self._handles: dict[int, netCDF4.Dataset] = {}
+        self._pid = os.getpid()
+        self._cache: dict[int, np.ndarray] | None = {} if cache else None
+        self.perturb = perturb
         mean = np.asarray(stats["mean"], dtype=np.float32)
         self.offset = mean if reference is None else (reference + mean).astype(np.float32)
         self.inv_std = (1.0 / np.asarray(stats["std"], dtype=np.float64)).astype(np.float32)
@@ -440,5 +471,5 @@ class WavefieldDataset(Dataset):
             field = condition(field, self.offset, self.inv_std, self.scaling)
             if self._cache is not None:
                 self._cache[i] = field
-        target = self.boxes[i] if self.masks is None else self.masks[i]
+        target = {"box": self.boxes, "mask": self.masks, "cracks": self.cracks}[self.target][i]
         return torch.from_numpy(field), torch.from_numpy(target)

@@ -3,6 +3,13 @@
 Predicts the subset (and, for a mask model, the validation subset its thresholds are chosen
 on, unless they are fixed or taken from `from_metrics`), then writes predictions.nc,
 metrics.json, table1.csv/md and figures through `model.scoring`, which describes them.
+
+Crack-set models (`target = "cracks"`) are scored on every sample of the subset, uncracked
+plates included (`evaluate_cracks`): the detection metrics, tables and calibration of
+`model.crackset_scoring` go to metrics.json (`detection`, `detection_by_count`,
+`detection_by_size`, `calibration`, `score_threshold`), detection.md, crack_predictions.nc,
+figures/cracks_*.png and figures/reliability.png; the box around each sample's detections
+is scored like any other model's box (predictions.nc, Table 1, the comparison tables).
 """
 
 from __future__ import annotations
@@ -14,12 +21,16 @@ from pathlib import Path
 
 import numpy as np
 
-from model import metrics
+from model import metrics, plots
+from model.calibration import RELIABILITY_LEVELS, central_z, interval_coverage
 from model.checkpoint import check_setup, load_checkpoint, model_from_checkpoint
 from model.data import (Labels, ShardIndex, WavefieldDataset, box_samples, load_labels,
-                        read_samples, read_split)
+                        read_samples, read_split, target_samples)
 from model.inference import make_loader, predict, resolve_device
-from model.io import DataError
+from model.crack_labels import crack_targets, load_crack_labels, plate_size
+from model.crackset_scoring import (choose_score_threshold, crack_predictions_dataset,
+                                    crack_scores, decode_for, detection_markdown, union_boxes)
+from model.io import DataError, write_netcdf_atomic, write_text_atomic
 from model.keypoints import predicted_mask_boxes
 from model.perturb import Perturbation
 from model.scoring import (choose_mask_thresholds, condition_info, mask_scores,
@@ -81,11 +92,11 @@ def evaluate(data: list[str], labels: list[str], split: str, checkpoint: str | o
     torch_device = resolve_device(device)
     model = model_from_checkpoint(state, source=checkpoint).to(torch_device)
     target = state.get("target", "box")
-    if ((perturbation is not None or allow_setup_change) and target == "mask"
+    if ((perturbation is not None or allow_setup_change) and target in ("mask", "cracks")
             and from_metrics is None and mask_threshold is None):
         raise DataError("nothing is chosen on perturbed data or another set-up: give the mask "
-                        "thresholds with --from-metrics (the clean evaluation's metrics.json) "
-                        "or --mask-threshold")
+                        "or detection thresholds with --from-metrics (the clean evaluation's "
+                        "metrics.json) or, for a mask model, --mask-threshold")
     if from_metrics is not None:  # checked before any prediction
         given = (mask_thresholds_from(from_metrics, state["arch"]) if target == "mask"
                  else read_chosen(from_metrics))
@@ -100,6 +111,14 @@ def evaluate(data: list[str], labels: list[str], split: str, checkpoint: str | o
                           checkpoint, allow_setup_change)
     if perturbation is not None:
         perturbation.check(index.wave_shape)
+    info = checkpoint_info(state, checkpoint)
+    if target == "cracks":
+        extra = {"split": str(split), "device": str(torch_device),
+                 **condition_info(perturbation, allow_setup_change, changes, index.setup_hash)}
+        return evaluate_cracks(model, state, index, label_set, split_dict, subset, out_dir,
+                               thresholds, info, extra, batch_size, workers, torch_device,
+                               given if from_metrics is not None else None, perturbation,
+                               checkpoint.parent / "history.csv")
     ids = box_samples(split_dict, subset, label_set)
     if len(ids) == 0:
         raise DataError(f"split {split}: subset {subset!r} has no sample with a crack to score")
@@ -108,7 +127,6 @@ def evaluate(data: list[str], labels: list[str], split: str, checkpoint: str | o
                                    torch_device, perturbation)
     true_masks = read_samples(index, ids, "crack_mask")
     rows = label_set.rows(ids)
-    info = checkpoint_info(state, checkpoint)
     if target == "mask":
         box_rule = label_set.box_rule   # the mask's box follows the labels' rule
         val_ids = box_samples(split_dict, "val", label_set)
@@ -136,3 +154,93 @@ def evaluate(data: list[str], labels: list[str], split: str, checkpoint: str | o
               **condition_info(perturbation, allow_setup_change, changes, index.setup_hash)}
     return write_evaluation(out_dir, preds, result, true_masks, thresholds, state["arch"],
                             checkpoint.parent / "history.csv")
+
+
+def evaluate_cracks(model, state: dict, index: ShardIndex, label_set: Labels, split_dict: dict,
+                    subset: str, out_dir: str | os.PathLike, thresholds: Sequence[float],
+                    info: dict, extra: dict, batch_size: int, workers: int, device,
+                    chosen: dict | None, perturbation: Perturbation | None,
+                    history_csv: Path) -> dict:
+    """`evaluate` for a crack-set checkpoint (module docstring) on every sample of `subset`:
+    the detection threshold comes from `chosen` (an earlier evaluation's metrics.json) or is
+    chosen on the validation subset; `extra` joins metrics.json. Returns the metrics."""
+    ids = target_samples(split_dict, subset, label_set, "cracks")
+    if len(ids) == 0:
+        raise DataError(f"subset {subset!r} of the split has no sample to score")
+    cracks = load_crack_labels(label_set.paths)
+    plate = plate_size(index.paths[0])
+    raw, seconds = _predict_subset(model, index, ids, label_set, state, batch_size, workers,
+                                   device, perturbation)
+    decoded = decode_for(model, raw)
+    targets = crack_targets(cracks, ids, plate)
+    if chosen is not None:
+        given = chosen.get("score_threshold")
+        if not isinstance(given, (int, float)):
+            raise DataError("the --from-metrics file lacks the number 'score_threshold' of a "
+                            "crack-set evaluation")
+        threshold = {"value": float(given), "chosen_on": "from_metrics"}
+    else:
+        val_ids = target_samples(split_dict, "val", label_set, "cracks")
+        if len(val_ids) == 0:
+            raise DataError("the split's val subset is empty: nothing to choose the detection "
+                            "threshold on")
+        val_raw, _ = _predict_subset(model, index, val_ids, label_set, state, batch_size,
+                                     workers, device)
+        threshold = choose_score_threshold(decode_for(model, val_raw),
+                                           crack_targets(cracks, val_ids, plate))
+    t = threshold["value"]
+    rows = cracks.labels.rows(ids)
+    scores, errors = crack_scores(decoded, targets, cracks.outline[rows], cracks.length[rows],
+                                  plate, t, thresholds)
+    boxed = label_set.has_crack[label_set.rows(ids)]  # the single-box part: cracked samples
+    box_ids, box_rows = ids[boxed], label_set.rows(ids[boxed])
+    preds = predictions_dataset(box_ids, union_boxes(decoded, t)[boxed], label_set.box[box_rows],
+                                label_set.crack_size[box_rows], label_set.n_cracks[box_rows])
+    result = {**summarise(preds, info, subset, len(ids), seconds), **scores,
+              "score_threshold_choice": threshold, "samples_scored": int(len(ids)), **extra}
+    out_dir = Path(out_dir)
+    result = write_evaluation(out_dir, preds, result, read_samples(index, box_ids, "crack_mask"),
+                              thresholds, state["arch"], history_csv)
+    write_netcdf_atomic(crack_predictions_dataset(ids, decoded, targets, plate, t),
+                        out_dir / "crack_predictions.nc")
+    write_text_atomic(detection_markdown(scores, f"{state['arch']} on {subset} ({len(ids)} "
+                                         f"samples, detection threshold {t:g})"),
+                      out_dir / "detection.md")
+    _crack_figures(out_dir / "figures", ids, decoded, cracks, rows, plate, t, errors,
+                   state["arch"])
+    return result
+
+
+def _crack_figures(fig_dir: Path, ids: np.ndarray, decoded: dict, cracks, rows: np.ndarray,
+                   plate: tuple[float, float], threshold: float, errors: dict,
+                   name: str) -> None:
+    """figures/cracks_{0..3}.png: up to four samples with that many true cracks each (the
+    first in sample order) with their detections; figures/reliability.png."""
+    z90 = central_z(0.9)
+    n_true = cracks.labels.n_cracks[rows]
+    for count in range(cracks.box.shape[1] + 1):
+        picks = np.flatnonzero(n_true == count)[:4]
+        if picks.size == 0:
+            continue
+        panels = []
+        for i in picks:
+            kept = decoded["score"][i] >= threshold
+            panels.append({
+                "title": f"sample {int(ids[i])}: {count} true, {int(kept.sum())} found",
+                "true_box": cracks.box[rows[i]], "true_outline": cracks.outline[rows[i]],
+                "box": decoded["box"][i][kept], "box_sigma": decoded["box_sigma"][i][kept],
+                "ends": decoded["ends"][i][kept] * np.asarray(plate),
+                "end_sigma": decoded["end_sigma"][i][kept] * np.asarray(plate),
+                "score": decoded["score"][i][kept]})
+        plots.plot_cracks(*plate, panels, fig_dir / f"cracks_{count}.png",
+                          f"{name}: detections (red, score >= {threshold:g}, dotted: 90 % "
+                          f"intervals) and true cracks (green)", z90)
+    levels = np.asarray(RELIABILITY_LEVELS)
+    observed = {}
+    for label, part, columns in (("box x", "box", [0, 2]), ("box y", "box", [1, 3]),
+                                 ("end x", "end", [0]), ("end y", "end", [1])):
+        err = errors[f"{part}_error"][:, columns].reshape(-1, 1)
+        sig = errors[f"{part}_sigma"][:, columns].reshape(-1, 1)
+        observed[label] = interval_coverage(err, sig, levels)[:, 0]
+    plots.plot_reliability(observed, levels, fig_dir / "reliability.png",
+                           f"{name}: {len(errors['box_error'])} matched cracks")

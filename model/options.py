@@ -49,9 +49,11 @@ OPTIONS: dict[str, dict[str, Any]] = {
     "lr": {"help": "AdamW learning rate", "schema": {"exclusiveMinimum": 0}},
     "weight_decay": {"help": "AdamW weight decay", "schema": {"minimum": 0}},
     "loss": {"help": "training loss: on box coordinates for box models (giou = 1 - "
-                     "generalised IoU, l1_giou = MAE + 1 - GIoU), bce_dice for mask models; "
-                     f"auto = {DEFAULT_LOSS['box']} for box models, {DEFAULT_LOSS['mask']} "
-                     "for mask models (densenet1d)",
+                     "generalised IoU, l1_giou = MAE + 1 - GIoU), bce_dice for mask models, "
+                     "crackset (centre heatmap, boxes, end points, log-variances) for "
+                     f"crack-set models; auto = {DEFAULT_LOSS['box']} for box models, "
+                     f"{DEFAULT_LOSS['mask']} for mask models (densenet1d), "
+                     f"{DEFAULT_LOSS['cracks']} for crack-set models (crackset)",
              "choices": ("auto", *LOSSES)},
     "huber_delta": {"help": "Huber threshold between quadratic and linear (loss and metric)",
                     "schema": {"exclusiveMinimum": 0}},

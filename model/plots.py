@@ -1,5 +1,7 @@
 """Evaluation figures: boxes on the label grid, loss curves, IoU vs size,
-and one predicted sample on the plate in metres (`plot_prediction`, for `predict`).
+one predicted sample on the plate in metres (`plot_prediction`, for `predict`), and for
+crack-set models several predicted cracks per sample with their 90 % intervals
+(`plot_cracks`) and the reliability diagram of their uncertainties (`plot_reliability`).
 
 Boxes are `(xmin, ymin, xmax, ymax)` plate fractions; masks are `(16, 16)` with row 0 at the
 bottom (y = 0), so they are drawn with `origin="lower"` over `[0, 1] x [0, 1]`.
@@ -134,4 +136,69 @@ def plot_prediction(width: float, height: float, sensors: np.ndarray, sources: n
     ax.set(xlim=(-pad, width * mm + pad), ylim=(-pad, height * mm + pad), aspect="equal",
            xlabel="x [mm]", ylabel="y [mm]", title=title)
     ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=7)
+    _save(fig, path)
+
+
+def plot_reliability(observed: dict[str, np.ndarray], levels: Sequence[float],
+                     path: str | os.PathLike, title: str) -> None:
+    """Reliability diagram: observed coverage of the central intervals against their
+    nominal level (`levels` `(L,)`), one line per coordinate group of `observed`
+    (name -> `(L,)` fractions, e.g. from `model.calibration.interval_coverage`), with the
+    diagonal a calibrated predictor follows (above it: intervals too wide)."""
+    fig = new_figure(figsize=(4.6, 4.4), layout="constrained")
+    ax = fig.subplots()
+    ax.plot([0, 1], [0, 1], color="0.6", linestyle="--", linewidth=1, label="calibrated")
+    for name, values in observed.items():
+        ax.plot(levels, values, "o-", ms=3, label=name)
+    ax.set(xlim=(0, 1), ylim=(0, 1), aspect="equal", xlabel="nominal central-interval level",
+           ylabel="observed coverage", title=title)
+    ax.title.set_fontsize(9)
+    ax.legend(fontsize=7, loc="upper left")
+    _save(fig, path)
+
+
+def plot_cracks(width: float, height: float, panels: Sequence[dict], path: str | os.PathLike,
+                suptitle: str, z90: float) -> None:
+    """One panel per sample on the plate, in millimetres: each true crack's outline and box
+    (green) and each detected crack's box (red, its score beside it), its end points joined
+    (red) with their 90 % intervals (error bars of `z90` standard deviations), and the box's
+    90 % band (dotted: the box with every edge moved out, and in, by `z90` sigma).
+
+    A panel is a dict: `title`; `true_box` `(C, 4)` plate fractions and `true_outline`
+    `(C, P, 2)` [m] (NaN rows and points ignored); `box`, `box_sigma` `(K, 4)` plate
+    fractions, `ends`, `end_sigma` `(K, 2, 2)` [m] and `score` `(K,)` of the detections.
+    """
+    mm = 1e3
+    scale = np.array([width, height, width, height]) * mm
+    n = max(len(panels), 1)
+    fig = new_figure(figsize=(3.3 * n, 3.7), layout="constrained")
+    axes = fig.subplots(1, n, squeeze=False)[0]
+    for ax, panel in zip(axes, panels):
+        ax.add_patch(Rectangle((0, 0), width * mm, height * mm, fill=False, edgecolor="black"))
+        for box, outline in zip(panel["true_box"], panel["true_outline"]):
+            if not np.isfinite(box).all():
+                continue
+            ax.add_patch(_box_patch(box * scale, TRUE_COLOUR, "true"))
+            points = outline[np.isfinite(outline).all(axis=1)] * mm
+            ax.plot(points[:, 0], points[:, 1], color=TRUE_COLOUR, linewidth=2)
+        for box, sigma, ends, end_sigma, score in zip(panel["box"], panel["box_sigma"],
+                                                      panel["ends"], panel["end_sigma"],
+                                                      panel["score"]):
+            box, band = box * scale, z90 * sigma * scale
+            ax.add_patch(_box_patch(box, PRED_COLOUR, "predicted"))
+            for sign in (1, -1):
+                grown = box + sign * band * np.array([-1, -1, 1, 1])
+                ax.add_patch(Rectangle(grown[:2], grown[2] - grown[0], grown[3] - grown[1],
+                                       fill=False, edgecolor=PRED_COLOUR, linewidth=0.8,
+                                       linestyle=":"))
+            ax.errorbar(ends[:, 0] * mm, ends[:, 1] * mm, xerr=z90 * end_sigma[:, 0] * mm,
+                        yerr=z90 * end_sigma[:, 1] * mm, color=PRED_COLOUR, linewidth=1.5,
+                        capsize=2, marker="o", ms=3)
+            ax.text(box[0], box[3] + 1, f"{score:.2f}", color=PRED_COLOUR, fontsize=7)
+        pad = 0.03 * max(width, height) * mm
+        ax.set(xlim=(-pad, width * mm + pad), ylim=(-pad, height * mm + pad), aspect="equal",
+               xlabel="x [mm]", title=panel["title"])
+        ax.title.set_fontsize(9)
+    axes[0].set_ylabel("y [mm]")
+    fig.suptitle(suptitle)
     _save(fig, path)

@@ -10,6 +10,9 @@ Box models (`target = "box"`) learn the key-point boxes; mask models (`target = 
 e.g. densenet1d) learn the 16x16 `crack_mask` with a mask loss. One loop serves both: the
 dataset yields the model's target, and validation always reports the box IoU (for a mask
 model, of the box around its mask thresholded at 0.5) so the history compares across models.
+Crack-set models (`target = "cracks"`, e.g. crackset) learn every crack of a sample from the
+per-crack labels, uncracked plates included; their `val_iou` is the mean matched IoU of the
+true cracks (`model.crackset_scoring.matched_iou`).
 
 Outputs in `out_dir`: `checkpoint.pt` (see model.checkpoint), `history.csv` (epoch,
 train_loss, val_loss, val_iou, lr, seconds), `summary.txt` (layer summary).
@@ -34,12 +37,12 @@ import torch
 from tqdm import tqdm
 
 from model.checkpoint import load_checkpoint, save_checkpoint, training_mismatch
-from model.data import (SCALINGS, ShardIndex, WavefieldDataset, box_samples, load_labels,
-                        mean_wavefield, normalisation_stats, read_reference, read_split)
+from model.data import (SCALINGS, ShardIndex, WavefieldDataset, load_labels, mean_wavefield,
+                        normalisation_stats, read_reference, read_split, target_samples)
 from model.inference import make_loader, predict, resolve_device
 from model.io import DataError, write_text_atomic
 from model.keypoints import predicted_mask_boxes
-from model.losses import BOX_LOSSES, DEFAULT_LOSS, MASK_LOSSES, make_loss
+from model.losses import BOX_LOSSES, CRACK_LOSSES, DEFAULT_LOSS, MASK_LOSSES, make_loss
 from model.metrics import box_iou
 from model.nets import build_model, model_target
 from model.nets.summary import format_summary, parameter_counts
@@ -75,7 +78,7 @@ class TrainConfig:
 
     def validate(self, target: str = "box") -> None:
         """ValueError naming the first bad option (`target`: what the model predicts)."""
-        allowed = {"box": BOX_LOSSES, "mask": MASK_LOSSES}[target]
+        allowed = {"box": BOX_LOSSES, "mask": MASK_LOSSES, "cracks": CRACK_LOSSES}[target]
         if self.loss != "auto" and self.loss not in allowed:
             raise ValueError(f"loss {self.loss!r} does not fit a {target} model ({self.arch}); "
                              f"choose one of {allowed}")
@@ -184,9 +187,15 @@ def predicted_boxes(pred: np.ndarray, target: str, box_rule: str,
 
 def _validate(model, loader, loss_fn, device, box_rule: str) -> tuple[float, float]:
     """(loss, mean box IoU of the predictions clipped to the plate) on a loader; a mask
-    model's mask is boxed by the labels' `box_rule`."""
+    model's mask is boxed by the labels' `box_rule`; a crack-set model's IoU is the mean
+    matched IoU of the true cracks."""
     dataset = loader.dataset
     pred = predict(model, loader, device)
+    if dataset.target == "cracks":
+        from model.crackset_scoring import matched_iou
+
+        loss = loss_fn(torch.from_numpy(pred), torch.from_numpy(dataset.cracks.astype(np.float64)))
+        return float(loss), matched_iou(model, pred, dataset.cracks)
     true = dataset.boxes if dataset.masks is None else dataset.masks
     loss = float(loss_fn(torch.from_numpy(pred), torch.from_numpy(np.asarray(true, np.float64))))
     boxes = predicted_boxes(pred, dataset.target, box_rule)
@@ -291,8 +300,8 @@ def train(data: list[str], labels: list[str], split: str, out_dir: str | os.Path
     split_dict = read_split(split, label_set)
     index = ShardIndex.build(data)
     index.check_labels(label_set)
-    train_ids = box_samples(split_dict, "train", label_set)
-    val_ids = box_samples(split_dict, "val", label_set)
+    train_ids = target_samples(split_dict, "train", label_set, target)
+    val_ids = target_samples(split_dict, "val", label_set, target)
     if len(train_ids) == 0 or len(val_ids) == 0:
         raise DataError(f"split {split}: training ({len(train_ids)}) and validation "
                         f"({len(val_ids)}) subsets both need samples with a crack")

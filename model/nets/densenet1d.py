@@ -157,6 +157,11 @@ class DenseNet1DSeg(nn.Module):
         self.decoder = nn.Sequential(conv2d_bn_relu(d0, d1, 3), nn.Conv2d(d1, 1, 1))
 
     def forward(self, wavefield: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.features(wavefield)).squeeze(1)  # (B, 16, 16) logits
+
+    def features(self, wavefield: torch.Tensor) -> torch.Tensor:
+        """The encoder: wavefield `(B, n_time, 81, 2)` -> features `(B, d0, 16, 16)` on the
+        label grid (everything before the mask decoder; crackset puts its heads there)."""
         batch, n_time, n_sensor, n_comp = wavefield.shape
         x = wavefield.permute(0, 2, 3, 1).reshape(batch * n_sensor, n_comp, n_time)  # (B*S, 2, T)
         x = self.backbone(self.stem(x))  # (B*S, C, 31)
@@ -164,8 +169,8 @@ class DenseNet1DSeg(nn.Module):
         rows, cols = self.config.sensor_grid
         x = x.reshape(batch, n_sensor, -1).transpose(1, 2).reshape(batch, -1, rows, cols)  # (B, F, 9, 9)
         x = self.grid_conv(x)
-        x = F.interpolate(x, size=self.config.label_grid, mode="bilinear", align_corners=True)
-        return self.decoder(x).squeeze(1)  # (B, 16, 16) logits
+        return F.interpolate(x, size=self.config.label_grid, mode="bilinear",
+                             align_corners=True)  # (B, d0, 16, 16)
 
     def hyperparameters(self) -> dict:
         """The config as a JSON-able dict (stored in checkpoints)."""

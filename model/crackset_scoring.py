@@ -1,0 +1,218 @@
+"""Scoring a crack-set model (`target = "cracks"`, model/nets/crackset.py): its decoded cracks
+against the per-crack labels, by `model.detection` and `model.calibration`.
+
+Inputs, for N samples: `decoded` (`model.nets.crackset.decode_cracks`: `score` `(N, K)`,
+`box` `(N, K, 4)`, `ends` `(N, K, 2, 2)`, `box_sigma`, `end_sigma`, plate fractions, NaN
+slots), the targets `(N, C, 8)` (`model.crack_labels.crack_targets`: true box and end points,
+plate fractions, NaN rows) and the plate size [m] for outlines in metres.
+
+- `score_threshold` decides which predictions count as detections; evaluation chooses it on
+  the validation subset (`choose_score_threshold`: the best F1 at IoU 0.5, grid 0.05..0.95;
+  first best on ties), or takes it from an earlier evaluation's metrics.json.
+- Calibration is measured on the Hungarian-matched pairs (`model.detection.crack_matches`)
+  of detections and true cracks: the box corners, and the end points under the pairing of
+  predicted to true ends with the smaller summed distance (the same choice as
+  `model.detection.endpoint_error`), each end's x and y pooled over both ends.
+- `union_boxes`: the box around a sample's detections, the single box every other model of
+  this package predicts (zeros when nothing is detected), so a crack-set model also appears
+  in the single-box tables (IoU, Table 1) beside them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import xarray as xr
+
+from model.calibration import NOMINAL_LEVELS, coverage_report
+from model.detection import (DEFAULT_SCORE_THRESHOLD, count_table, crack_matches,
+                             crack_size_table, detection_scores, greedy_flags)
+from model.keypoints import BOX_COORDS
+from model.metrics import DEFAULT_SIZE_THRESHOLDS
+from model.nets.crackset import decode_cracks
+
+SCORE_THRESHOLDS = tuple(np.round(np.arange(0.05, 0.951, 0.05), 2).tolist())
+COVERAGE_NAMES = (*BOX_COORDS, "end_x", "end_y")
+
+
+def decode_for(model, raw: np.ndarray) -> dict[str, np.ndarray]:
+    """`decode_cracks` of raw maps `(N, 17, H, W)` with `model`'s `max_cracks`, `min_score`."""
+    return decode_cracks(raw, model.config.max_cracks, model.config.min_score)
+
+
+def matched_iou(model, raw: np.ndarray, targets: np.ndarray,
+                score_threshold: float = DEFAULT_SCORE_THRESHOLD) -> float:
+    """Mean matched IoU of the true cracks of `targets` `(N, C, 8)` (0 for a missed crack)
+    with `model`'s detections from `raw`; NaN when no sample has a crack."""
+    decoded = decode_for(model, raw)
+    _, iou = crack_matches(decoded["box"], decoded["score"], targets[..., :4], score_threshold)
+    found = iou[np.isfinite(iou)]
+    return float(found.mean()) if found.size else float("nan")
+
+
+def choose_score_threshold(decoded: dict, targets: np.ndarray,
+                           grid: Sequence[float] = SCORE_THRESHOLDS) -> dict:
+    """The detection threshold of `grid` with the best F1 at IoU 0.5 (greedy matching) on
+    `decoded` against `targets` (the validation subset); the F1 of every grid value."""
+    f1 = []
+    for t in grid:
+        score = np.where(decoded["score"] >= t, decoded["score"], np.nan)
+        tp, found = greedy_flags(decoded["box"], score, targets[..., :4], 0.5)
+        n_pred, n_true = np.isfinite(score).sum(), np.isfinite(targets[..., 0]).sum()
+        f1.append(float(2 * tp.sum() / (n_pred + n_true)) if n_pred + n_true else 0.0)
+    return {"value": float(grid[int(np.argmax(f1))]), "chosen_on": "val", "grid": list(grid),
+            "val_F1_50": f1}
+
+
+def union_boxes(decoded: dict, score_threshold: float) -> np.ndarray:
+    """`(N, 4)` box around each sample's detections (`score >= score_threshold`); zeros for
+    a sample with none (a zero-area box, as an empty predicted mask gives)."""
+    kept = decoded["score"] >= score_threshold                                   # (N, K)
+    box = decoded["box"]
+    lo = np.where(kept[..., None], box[..., :2], np.inf).min(axis=1)
+    hi = np.where(kept[..., None], box[..., 2:], -np.inf).max(axis=1)
+    out = np.concatenate([lo, hi], axis=1)
+    out[~kept.any(axis=1)] = 0.0
+    return out
+
+
+def matched_errors(decoded: dict, targets: np.ndarray, slot: np.ndarray) -> dict:
+    """Errors (prediction - truth) and predicted standard deviations of the matched pairs
+    (`slot` `(N, C)` from `crack_matches`), plate fractions: `box_error`, `box_sigma` `(M, 4)`;
+    `end_error`, `end_sigma` `(2M, 2)` (each end's x, y; ends paired as in the module
+    docstring)."""
+    s, c = np.nonzero(slot >= 0)
+    k = slot[s, c]
+    box_error = decoded["box"][s, k] - targets[s, c, :4]
+    pred_ends, true_ends = decoded["ends"][s, k], targets[s, c, 4:].reshape(-1, 2, 2)
+    sigma = decoded["end_sigma"][s, k]                                           # (M, 2, 2)
+    same = np.linalg.norm(pred_ends - true_ends, axis=-1).sum(-1)
+    swapped = np.linalg.norm(pred_ends - true_ends[:, ::-1], axis=-1).sum(-1)
+    true_ends = np.where((swapped < same)[:, None, None], true_ends[:, ::-1], true_ends)
+    return {"box_error": box_error, "box_sigma": decoded["box_sigma"][s, k],
+            "end_error": (pred_ends - true_ends).reshape(-1, 2), "end_sigma": sigma.reshape(-1, 2)}
+
+
+def crack_scores(decoded: dict, targets: np.ndarray, true_outline: np.ndarray,
+                 crack_length: np.ndarray, plate: tuple[float, float], score_threshold: float,
+                 size_thresholds: Sequence[float] = DEFAULT_SIZE_THRESHOLDS,
+                 levels: Sequence[float] = NOMINAL_LEVELS) -> tuple[dict, dict]:
+    """Every score of a crack-set model on N samples, JSON-able (NaN as None), and the
+    matched pairs' errors and standard deviations in metres (`box_error`, `box_sigma`
+    `(M, 4)`, `end_error`, `end_sigma` `(2M, 2)`, for the reliability diagram). The scores:
+    `detection` (`model.detection.detection_scores`, outline errors in metres from the two
+    end points), `detection_by_count`, `detection_by_size` (its tables; sizes are each
+    crack's own length [m] above each threshold), and `calibration` (`coverage_report` of the
+    box corners and end coordinates of the matched pairs, with `mean_sigma_m`, the mean
+    predicted standard deviation per coordinate [m])."""
+    true_box = targets[..., :4]
+    pred_outline = decoded["ends"] * np.asarray(plate)                            # (N, K, 2, 2) m
+    args = (decoded["box"], decoded["score"], true_box, score_threshold)
+    outlines = {"pred_outline": pred_outline, "true_outline": true_outline}
+    slot, _ = crack_matches(*args)
+    errors = matched_errors(decoded, targets, slot)
+    scale = np.tile(np.asarray(plate, np.float64), 2)                            # x, y, x, y
+    box_err, box_sig = errors["box_error"] * scale, errors["box_sigma"] * scale
+    end_err, end_sig = errors["end_error"] * scale[:2], errors["end_sigma"] * scale[:2]
+    calibration = {
+        "box": coverage_report(box_err, box_sig, BOX_COORDS, levels),
+        "ends": coverage_report(end_err, end_sig, ("end_x", "end_y"), levels),
+        "mean_sigma_m": {**dict(zip(BOX_COORDS, _column_means(box_sig))),
+                         **dict(zip(("end_x", "end_y"), _column_means(end_sig)))},
+    }
+    return _json_safe({
+        "score_threshold": score_threshold,
+        "detection": detection_scores(*args, **outlines),
+        "detection_by_count": count_table(*args, **outlines),
+        "detection_by_size": crack_size_table(decoded["box"], decoded["score"], true_box,
+                                              crack_length, size_thresholds, score_threshold,
+                                              **outlines),
+        "calibration": calibration,
+    }), {"box_error": box_err, "box_sigma": box_sig, "end_error": end_err, "end_sigma": end_sig}
+
+
+def _column_means(values: np.ndarray) -> list[float]:
+    return (values.mean(axis=0) if len(values) else np.full(values.shape[1], np.nan)).tolist()
+
+
+def _json_safe(value):
+    """NaN and inf as None, numpy scalars as Python numbers, recursively."""
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return float(value) if np.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def crack_predictions_dataset(sample: np.ndarray, decoded: dict, targets: np.ndarray,
+                              plate: tuple[float, float], score_threshold: float) -> xr.Dataset:
+    """The decoded cracks of `sample` `(N,)` as a Dataset: `score`, `detected` `(sample, slot)`,
+    `pred_box`, `pred_box_sigma` `(sample, slot, coord)` (plate fractions), `pred_ends`,
+    `pred_ends_sigma` `(sample, slot, end, xy)` [m], and the true `true_box`, `true_ends`
+    `(sample, crack, ...)` alike; NaN pads empty slots and rows."""
+    plate = np.asarray(plate, np.float64)
+    n, k = decoded["score"].shape
+    frac = {"units": "1", "comment": "xmin, ymin, xmax, ymax as plate fractions"}
+    metres = {"units": "m", "comment": "from the plate's lower-left corner"}
+    true_ends = targets[..., 4:].reshape(n, -1, 2, 2) * plate
+    return xr.Dataset(
+        {
+            "score": (("sample", "slot"), decoded["score"], {"units": "1",
+                      "long_name": "crack confidence (heatmap peak)"}),
+            "detected": (("sample", "slot"), decoded["score"] >= score_threshold,
+                         {"long_name": f"score >= {score_threshold}"}),
+            "pred_box": (("sample", "slot", "coord"), decoded["box"], frac),
+            "pred_box_sigma": (("sample", "slot", "coord"), decoded["box_sigma"],
+                               {**frac, "long_name": "predicted standard deviation"}),
+            "pred_ends": (("sample", "slot", "end", "xy"), decoded["ends"] * plate, metres),
+            "pred_ends_sigma": (("sample", "slot", "end", "xy"), decoded["end_sigma"] * plate,
+                                {"units": "m", "long_name": "predicted standard deviation"}),
+            "true_box": (("sample", "crack", "coord"), targets[..., :4].astype(np.float64), frac),
+            "true_ends": (("sample", "crack", "end", "xy"), true_ends.astype(np.float64), metres),
+        },
+        coords={"sample": ("sample", np.asarray(sample, np.int64)),
+                "coord": ("coord", list(BOX_COORDS)), "xy": ("xy", ["x", "y"])},
+        attrs={"Conventions": "CF-1.10", "title": "crackpoint crack-set predictions",
+               "source": "python -m model evaluate", "score_threshold": score_threshold,
+               "max_cracks": k},
+    )
+
+
+def detection_markdown(scores: dict, title: str) -> str:
+    """The detection tables (by crack count, by crack size) and the coverage as Markdown."""
+    def cell(v, fmt=".3f"):
+        return "–" if v is None else format(v, fmt)
+
+    def mm(v):
+        return cell(None if v is None else 1e3 * v, ".2f")
+
+    lines = [f"**{title}**", "", "| cracks per sample | samples | cracks | AP@0.5 | AP@0.5:0.95 "
+             "| count accuracy | false alarms | matched IoU | end-point error [mm] |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for row in [*scores["detection_by_count"], {"n_cracks": "all", **scores["detection"]}]:
+        lines.append(f"| {row['n_cracks']} | {row['samples']} | {row['cracks']} | "
+                     f"{cell(row['AP50'])} | {cell(row['AP50_95'])} | "
+                     f"{cell(row['count_accuracy'])} | {cell(row['false_alarm_rate'])} | "
+                     f"{cell(row['matched_IoU'])} | {mm(row.get('endpoint_error_m'))} |")
+    lines += ["", "| crack length > [mm] | cracks | recall@0.5 | matched IoU "
+              "| end-point error [mm] |", "|---:|---:|---:|---:|---:|"]
+    for row in scores["detection_by_size"]:
+        lines.append(f"| {1e3 * row['threshold']:g} | {row['cracks']} | "
+                     f"{cell(row['recall50'])} | {cell(row['matched_IoU'])} | "
+                     f"{mm(row.get('endpoint_error_m'))} |")
+    cal = scores["calibration"]
+    levels = [f"{q:g}" for q in cal["box"]["levels"]]
+    lines += ["", "| coordinate | pairs | " + " | ".join(f"{float(q):.0%} interval covers"
+                                                       for q in levels) + " |",
+              "|---|---:|" + "---:|" * len(levels)]
+    for part in ("box", "ends"):
+        for name, cover in cal[part]["coverage"].items():
+            label = f"{part}: {name}" if name == "all" else name
+            lines.append(f"| {label} | {cal[part]['pairs']} | "
+                         + " | ".join(cell(cover[q]) for q in levels) + " |")
+    return "\n".join(lines) + "\n"
