@@ -18,7 +18,7 @@ from dlem.cracks import Ellipse, Polyline, Rectangle, Segment, rasterize
 TINY = {
     "seed": 3,
     "plate": {"width": 0.04, "height": 0.04, "thickness": 1e-3, "youngs_modulus": 7e10,
-              "poisson_ratio": 0.3, "density": 2700.0},
+              "poisson_ratio": 0.33, "density": 2700.0},
     "lattice": {"nodes_x": 24},
     "time": {"duration": 2e-5, "n_time": 120},
     "sources": [{"x": 0.012, "y": 0.008, "f0": 2e5, "angle": 30.0}],

@@ -3,9 +3,13 @@ conservation, stability limit, kernels, causality."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
+import yaml
 
+from dlem import config as config_mod
 from dlem.cracks import Segment, cut_elements
 from dlem.lattice import (build_lattice, cst_matrix, lame_constants, operator, spring_constants,
                           stable_dt, wave_speeds)
@@ -124,14 +128,6 @@ def test_triangular_lattice_traces_match_the_exact_point_force_response(nu):
     assert abs(m["error_c_s"]) < 2e-3, f"S: {m['measured_c_s']:.0f} vs {m['c_s']:.0f} m/s"
 
 
-def test_random_spring_lattice_stays_within_its_documented_errors():
-    """The random lattice (randomness 0.5) with springs is known to be slow (docs/physics.md:
-    P -1.3 %, S -2.1 %, correlation down to 0.965); this pins those bounds."""
-    m = compare_with_exact("random", 0.25)
-    assert min(m["correlation"]) >= 0.95, m["correlation"]
-    assert abs(m["error_c_p"]) < 0.03 and abs(m["error_c_s"]) < 0.03
-
-
 @pytest.mark.parametrize("kind,nu", [("triangular", 0.45), ("random", 0.25)])
 def test_cst_lattice_traces_match_the_exact_point_force_response(kind, nu):
     """Constant-strain triangles: the triangular lattice beyond the springs' nu <= 1/3, and
@@ -214,17 +210,56 @@ def test_cst_rayleigh_waves_travel_at_the_continuum_rayleigh_speed(nu):
     assert abs(m["error_c_r"]) < 5e-3, f"{m['measured_c_r']:.1f} vs {m['c_r']:.1f} m/s"
 
 
+def _default_config():
+    path = Path(__file__).parents[1] / "workflow/config/default.yaml"
+    return yaml.load(path.read_text(), Loader=config_mod._Loader)["simulation"]
+
+
 def test_springs_with_nu_above_one_third_are_refused_in_the_config():
-    from dlem import config as config_mod
-    import yaml
-    from pathlib import Path
-    cfg = yaml.load((Path(__file__).parents[1] / "workflow/config/default.yaml").read_text(),
-                    Loader=config_mod._Loader)["simulation"]
+    cfg = _default_config()
     cfg["plate"]["poisson_ratio"] = 0.4
     with pytest.raises(config_mod.ConfigError, match="lattice.interaction: cst"):
         config_mod.validate(cfg)
     cfg["lattice"]["interaction"] = "cst"
     assert config_mod.validate(cfg)["lattice"]["interaction"] == "cst"
+
+
+@pytest.mark.parametrize("nu,plane", [(0.29, "stress"), (0.2, "strain")])
+def test_springs_with_wrong_free_edges_are_refused_in_the_config(nu, plane):
+    """Steel's 0.29 in plane stress, and 0.2 in plane strain (in-plane 0.25): refused, naming
+    the measured Rayleigh-wave error and the fix; accepted with cst."""
+    cfg = _default_config()
+    cfg["plate"].update(poisson_ratio=nu, plane=plane)
+    with pytest.raises(config_mod.ConfigError,
+                       match=rf"poisson_ratio={nu} .*Rayleigh waves \+.*set lattice.interaction: cst"):
+        config_mod.validate(cfg)
+    cfg["lattice"]["interaction"] = "cst"
+    assert config_mod.validate(cfg)["plate"]["poisson_ratio"] == nu
+
+
+@pytest.mark.parametrize("plane", ["stress", "strain"])
+def test_springs_at_the_smallest_accepted_nu_keep_rayleigh_waves_within_0_5_percent(plane):
+    """The tolerance of the config check, against the Rayleigh equation: at the smallest
+    Poisson's ratio the config accepts for springs (in-plane 0.328), the Rayleigh wave along a
+    free edge travels within the 0.5 % asked of cst (measured +0.36 %, plane strain +0.34 %)."""
+    lowest = config_mod.SPRINGS_MIN_IN_PLANE_NU
+    nu = lowest if plane == "stress" else lowest / (1 + lowest)
+    cfg = _default_config()
+    cfg["plate"].update(poisson_ratio=nu, plane=plane)
+    config_mod.validate(cfg)
+    m = measure_rayleigh_speed(nu, interaction="springs", plane=plane)
+    assert abs(m["error_c_r"]) < 5e-3, f"{m['measured_c_r']:.1f} vs {m['c_r']:.1f} m/s"
+
+
+def test_random_lattice_with_springs_is_refused_in_the_config():
+    """Springs on irregular triangles are not consistent (docs/physics.md, The random lattice):
+    refused, naming the fix; accepted with cst."""
+    cfg = _default_config()
+    cfg["lattice"].update(kind="random", randomness=0.5)
+    with pytest.raises(config_mod.ConfigError, match="kind: random .*set lattice.interaction: cst"):
+        config_mod.validate(cfg)
+    cfg["lattice"]["interaction"] = "cst"
+    assert config_mod.validate(cfg)["lattice"]["kind"] == "random"
 
 
 def test_calibrations_reproduce_lame_constants_and_refuse_nu_above_one_third():
@@ -308,8 +343,8 @@ def test_cst_kernels_agree_with_the_sparse_stiffness_matrix(nu):
         assert np.abs(sim.displacement().ravel() - u).max() < 1e-10 * np.abs(u).max(), kernel
 
 
-@pytest.mark.parametrize("kind,interaction", [("triangular", "springs"), ("random", "springs"),
-                                              ("triangular", "cst")])
+@pytest.mark.parametrize("kind,interaction", [("triangular", "springs"), ("triangular", "cst"),
+                                              ("random", "cst")])
 def test_time_step_above_the_stable_limit_blows_up_and_below_it_does_not(kind, interaction):
     """2 / omega_max is the sharp stability limit: 0.98x stays bounded, 1.02x explodes; the
     Gershgorin value is a safe (smaller) bound."""
