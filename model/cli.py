@@ -247,8 +247,12 @@ def _run_evaluate(args: argparse.Namespace) -> None:
                       mask_threshold=args.mask_threshold, from_metrics=args.from_metrics,
                       perturbation=_perturbation(args),
                       allow_setup_change=args.allow_setup_change)
-    print(json.dumps({k: result[k] for k in ("count", "IoU", "Purity", "Integrity", "pixel_IoU")
-                      if k in result}))
+    summary = {k: result[k] for k in ("count", "IoU", "Purity", "Integrity", "pixel_IoU",
+                                      "score_threshold") if k in result}
+    if "detection" in result:  # a crack-set model
+        summary.update({k: result["detection"][k] for k in (
+            "AP50", "AP50_95", "count_accuracy", "false_alarm_rate", "endpoint_error_m")})
+    print(json.dumps(summary))
 
 
 def _run_baseline(args: argparse.Namespace) -> None:

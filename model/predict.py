@@ -18,6 +18,11 @@ set-up than the shards.
   box threshold an evaluation chose (`--from-metrics`, its
   metrics.json `mask_threshold.box`), else 0.5. An empty mask gives the zero-area box
   `(0, 0, 0, 0)` and `detected = false`.
+- Crack-set models (`target = "cracks"`, crackset): the box around the cracks detected with
+  a score at least the threshold an evaluation chose (`--from-metrics`, its metrics.json
+  `score_threshold`), else 0.5 (`model.crackset_scoring.union_boxes`); no detection gives
+  `(0, 0, 0, 0)`. Each crack's own box, end points and intervals come from `evaluate`
+  (crack_predictions.nc).
 - Imaging baselines (`--method rapid|das`): the hyperparameters an earlier `python -m model
   baseline` run chose (`--from-metrics`, required), the pristine reference (`--pristine`);
   the box of the cell scores `>= alpha_box`, by the box rule of the labels that run scored
@@ -137,6 +142,8 @@ def network_predictions(checkpoint: str | os.PathLike, index: ShardIndex, ids: n
     """`(boxes (N, 4) fractions, mask probabilities (N, H, W) or None, attributes)` of a
     checkpoint on `ids`; DataError when the shards' set-up is not the checkpoint's."""
     from model.checkpoint import check_setup, load_checkpoint, model_from_checkpoint
+    from model.crackset_scoring import decode_for, union_boxes
+    from model.detection import DEFAULT_SCORE_THRESHOLD
     from model.scoring import mask_thresholds_from, read_chosen, sigmoid
     from model.inference import make_loader, predict, resolve_device
 
@@ -153,10 +160,19 @@ def network_predictions(checkpoint: str | os.PathLike, index: ShardIndex, ids: n
         attrs.update(mask_threshold=threshold,
                      mask_threshold_from=str(from_metrics) if from_metrics else "default 0.5")
     elif from_metrics is not None:
-        arch = read_chosen(from_metrics).get("arch", state["arch"])
-        if arch != state["arch"]:
-            raise DataError(f"metrics file {from_metrics} is of arch {arch!r}, the checkpoint "
-                            f"of {state['arch']!r}")
+        chosen = read_chosen(from_metrics)
+        if chosen.get("arch", state["arch"]) != state["arch"]:
+            raise DataError(f"metrics file {from_metrics} is of arch {chosen.get('arch')!r}, "
+                            f"the checkpoint of {state['arch']!r}")
+        if target == "cracks":
+            if not isinstance(chosen.get("score_threshold"), (int, float)):
+                raise DataError(f"metrics file {from_metrics} lacks the number "
+                                "'score_threshold' of a crack-set evaluation")
+            threshold = float(chosen["score_threshold"])
+    if target == "cracks":
+        threshold = DEFAULT_SCORE_THRESHOLD if threshold is None else threshold
+        attrs.update(score_threshold=threshold,
+                     score_threshold_from=str(from_metrics) if from_metrics else "default 0.5")
     torch_device = resolve_device(device)
     model = model_from_checkpoint(state, source=checkpoint).to(torch_device)
     reference = None if state["reference"] is None else state["reference"].numpy()
@@ -171,6 +187,8 @@ def network_predictions(checkpoint: str | os.PathLike, index: ShardIndex, ids: n
     if target == "mask":
         prob = sigmoid(raw)
         return predicted_mask_boxes(prob >= threshold, box_rule), prob, attrs
+    if target == "cracks":
+        return union_boxes(decode_for(model, raw), threshold), None, attrs
     return raw, None, attrs
 
 

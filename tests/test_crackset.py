@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+import xarray as xr
 from scipy.stats import norm
 
 from model.calibration import central_z, interval_coverage
@@ -199,3 +200,11 @@ def test_trains_with_uncracked_plates_and_evaluates_detection_and_coverage(contr
     for name in ("crack_predictions.nc", "detection.md", "figures/reliability.png",
                  "figures/cracks_1.png", "predictions.nc", "table1.md"):
         assert (out / name).is_file(), name
+    # predict: the box around the detections, at the threshold the evaluation chose
+    pred = tmp_path / "pred.nc"
+    assert main(["predict", "--checkpoint", str(tmp_path / "run/checkpoint.pt"), "--data",
+                 *data, "--out", str(pred), "--from-metrics", str(out / "metrics.json"),
+                 "--device", "cpu"]) == 0
+    with xr.open_dataset(pred) as ds:
+        assert ds.attrs["score_threshold"] == metrics["score_threshold"]
+        assert ds.sizes["sample"] == 20 and ds.attrs["target"] == "cracks"
