@@ -391,13 +391,17 @@ class WavefieldDataset(Dataset):
     (2000, 81, 2)), so later epochs skip reading and decompressing it. `perturb`
     (e.g. a `model.perturb.Perturbation`), called as `perturb(fields (1, time, sensor,
     component), samples (1,))`, changes each raw wavefield before it is conditioned: what a
-    noisy or partly failed sensor array would deliver.
+    noisy or partly failed sensor array would deliver. `augment` (a
+    `model.augment.Augmentation`, training sets only) perturbs it anew in every epoch
+    (`epoch`, set by the training loop): the cache then keeps the raw wavefield and each read
+    augments and conditions it.
     """
 
     def __init__(self, index: ShardIndex, sample_ids: np.ndarray, labels: Labels,
                  stats: dict, reference: np.ndarray | None = None,
                  target: str = "box", cache: bool = False,
-                 perturb: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None):
+                 perturb: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
+                 augment: Callable[[np.ndarray, np.ndarray, int], np.ndarray] | None = None):
         if target not in TARGETS:
             raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
         self.sample_ids = np.asarray(sample_ids, dtype=np.int64)
@@ -421,14 +425,7 @@ class WavefieldDataset(Dataset):
         self._pid = os.getpid()
         self._cache: dict[int, np.ndarray] | None = {} if cache else None
         self.perturb = perturb
-        mean = np.asarray(stats["mean"], dtype=np.float32)
-        self.offset = mean if reference is None else (reference + mean).astype(np.float32)
-        self.inv_std = (1.0 / np.asarray(stats["std"], dtype=np.float64)).astype(np.float32)
-        self.scaling = stats.get("scaling", "component")  # checkpoints before scalings: component
-        self._handles: dict[int, netCDF4.Dataset] = {}
-        self._pid = os.getpid()
-        self._cache: dict[int, np.ndarray] | None = {} if cache else None
-        self.perturb = perturb
+        self.augment, self.epoch = augment, 0
 
     def __len__(self) -> int:
         return len(self.sample_ids)
@@ -468,8 +465,12 @@ class WavefieldDataset(Dataset):
             field = self.read_raw(i)
             if self.perturb is not None:
                 field = self.perturb(field[None], self.sample_ids[i:i + 1])[0]
-            field = condition(field, self.offset, self.inv_std, self.scaling)
+            if self.augment is None:
+                field = condition(field, self.offset, self.inv_std, self.scaling)
             if self._cache is not None:
                 self._cache[i] = field
+        if self.augment is not None:  # a fresh draw of this epoch on the raw wavefield
+            field = self.augment(field[None], self.sample_ids[i:i + 1], self.epoch)[0]
+            field = condition(field, self.offset, self.inv_std, self.scaling)
         target = {"box": self.boxes, "mask": self.masks, "cracks": self.cracks}[self.target][i]
         return torch.from_numpy(field), torch.from_numpy(target)

@@ -16,8 +16,9 @@ the workflow config, and whether a `models:` entry of the workflow config may se
   workflow/rules/common.smk or this table disagree with `TrainConfig`
   (`python -m model.options` prints the properties to paste).
 
-Adding an option: a `TrainConfig` field, an entry here, then the schema block printed by
-`python -m model.options`.
+A `list[float]` field takes any number of values on the command line (`--FIELD A B`) and a
+list in the workflow config. Adding an option: a `TrainConfig` field, an entry here, then the
+schema block printed by `python -m model.options`.
 """
 
 from __future__ import annotations
@@ -86,12 +87,23 @@ OPTIONS: dict[str, dict[str, Any]] = {
                       "sample; speed only); --no-cache reads every sample from its shard in "
                       "every epoch",
               "workflow": False},
+    "augment_snr_db": {"help": "training-time augmentation: Gaussian noise added to every raw "
+                               "training wavefield (before conditioning; never to validation "
+                               "or test) at an SNR relative to each trace's RMS, drawn anew per "
+                               "sample and epoch: none (default), one value S, or LOW HIGH "
+                               "(uniform) [dB] (model/augment.py)",
+                       "metavar": "DB", "schema": {"maxItems": 2}},
+    "augment_dead_sensors": {"help": "training-time augmentation: zero 0 to this many sensors "
+                                     "of every training sample, drawn anew per sample and epoch "
+                                     "(after the noise)",
+                             "schema": {"minimum": 0}},
 }
 
 # TrainConfig annotation (a string: `from __future__ import annotations`) -> JSON-schema type
 _SCHEMA_TYPES = {"int": "integer", "float": "number", "str": "string", "bool": "boolean",
                  "dict": "object"}
 _PARSERS: dict[str, Callable[[str], Any]] = {"int": int, "float": float, "str": str}
+_LISTS = {"list[float]": "float"}  # list annotation -> its item's type
 
 
 def train_fields() -> dict[str, dataclasses.Field]:
@@ -130,6 +142,9 @@ def add_option(parser: argparse.ArgumentParser, name: str) -> None:
         kwargs["help"] += f" (default: {name}=%(default)s)"
     elif kind == "dict":
         kwargs.update(default=json.dumps(default(name)), metavar=spec.get("metavar", "JSON"))
+    elif kind in _LISTS:
+        kwargs.update(default=default(name), type=_PARSERS[_LISTS[kind]], nargs="*",
+                      metavar=spec.get("metavar"))
     else:
         kwargs.update(default=default(name), type=_PARSERS[kind])
         if choices(name) is not None:
@@ -178,8 +193,13 @@ def workflow_properties() -> dict[str, dict]:
     for name in workflow_options():
         spec = OPTIONS[name]
         allowed = choices(name)
-        prop = ({"enum": list(allowed)} if allowed is not None
-                else {"type": _SCHEMA_TYPES[train_fields()[name].type]})
+        kind = train_fields()[name].type
+        if allowed is not None:
+            prop = {"enum": list(allowed)}
+        elif kind in _LISTS:
+            prop = {"type": "array", "items": {"type": _SCHEMA_TYPES[_LISTS[kind]]}}
+        else:
+            prop = {"type": _SCHEMA_TYPES[kind]}
         prop.update(spec.get("schema", {}))
         prop["description"] = f"{flag(name)}: {spec['help']}"
         properties[name] = prop

@@ -4,7 +4,9 @@ Reproducibility: torch is seeded once from `seed`; epoch `e` shuffles with its o
 seeded `seed + e`; deterministic algorithms are requested; the global torch (and CUDA) RNG
 state, optimizer, scheduler and early-stopping state are checkpointed after every epoch, so
 `resume=True` continues to the same final weights as an uninterrupted run on the same
-machine and thread count. The data pipeline itself draws no random numbers.
+machine and thread count. The data pipeline draws no torch random numbers: the training-set
+augmentation (`augment_snr_db`, `augment_dead_sensors`; model.augment) is seeded by
+`(seed, epoch, sample)`.
 
 Box models (`target = "box"`) learn the key-point boxes; mask models (`target = "mask"`,
 e.g. densenet1d) learn the 16x16 `crack_mask` with a mask loss. One loop serves both: the
@@ -36,6 +38,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from model.augment import Augmentation, augmentation
 from model.checkpoint import load_checkpoint, save_checkpoint, training_mismatch
 from model.data import (SCALINGS, ShardIndex, WavefieldDataset, load_labels, mean_wavefield,
                         normalisation_stats, read_reference, read_split, target_samples)
@@ -75,6 +78,8 @@ class TrainConfig:
     scaling: str = "sensor"        # component | sensor | trace (model.data.condition)
     warmup_epochs: float = 1.0     # linear LR warm-up (cosine schedule), in epochs
     cache: bool = True             # keep conditioned inputs in memory after the first epoch
+    augment_snr_db: list[float] = field(default_factory=list)  # [] off | [S] | [low, high] dB
+    augment_dead_sensors: int = 0  # training samples: 0 to this many sensors zeroed per epoch
 
     def validate(self, target: str = "box") -> None:
         """ValueError naming the first bad option (`target`: what the model predicts)."""
@@ -95,7 +100,13 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.lr <= 0 or self.weight_decay < 0 or self.workers < 0:
             raise ValueError("lr must be > 0, weight_decay and workers >= 0")
+        self.augmentation()
         self.loss_fn(target)
+
+    def augmentation(self) -> Augmentation | None:
+        """The training-set augmentation of `augment_*` (model.augment), None when off;
+        ValueError naming a bad value."""
+        return augmentation(self.augment_snr_db, self.augment_dead_sensors, self.seed)
 
     def loss_fn(self, target: str = "box"):
         """The training loss for a model predicting `target` ("auto" -> DEFAULT_LOSS)."""
@@ -315,8 +326,11 @@ def train(data: list[str], labels: list[str], split: str, out_dir: str | os.Path
                                                                  all_train, pristine)
         stats = (IDENTITY_STATS if closed_form else
                  normalisation_stats(index, all_train, reference, config.scaling))
+    augment = config.augmentation()
+    if augment is not None:
+        augment.check(index.wave_shape[1])
     train_set = WavefieldDataset(index, train_ids, label_set, stats, reference, target,
-                                 config.cache)
+                                 config.cache, augment=augment)
     val_set = WavefieldDataset(index, val_ids, label_set, stats, reference, target, config.cache)
     loss_fn = config.loss_fn(target)
 
@@ -375,6 +389,7 @@ def _fit_gradient(model, train_set, val_set, loss_fn, config: TrainConfig, devic
             break
         tic = time.perf_counter()
         generator = torch.Generator().manual_seed(config.seed + epoch)
+        train_set.epoch = epoch  # the augmentation's draw (model.augment); read by workers too
         train_loader = make_loader(train_set, config.batch_size, config.workers, device, generator)
         val_loader = make_loader(val_set, config.batch_size, config.workers, device)
         lr = optimizer.param_groups[0]["lr"]

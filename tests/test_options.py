@@ -37,7 +37,7 @@ def test_train_flags_keep_their_names():
         "--arch", "--arch-kwargs", "--epochs", "--batch-size", "--lr", "--weight-decay",
         "--loss", "--huber-delta", "--bce-weight", "--dice-weight", "--scheduler",
         "--patience", "--seed", "--device", "--workers", "--reference", "--scaling",
-        "--warmup-epochs", "--no-cache"]
+        "--warmup-epochs", "--no-cache", "--augment-snr-db", "--augment-dead-sensors"]
 
 
 def test_cli_defaults_are_the_dataclass_defaults():
@@ -52,6 +52,12 @@ def test_cli_options_reach_the_config():
     assert config == dataclasses.replace(
         TrainConfig(), arch="densenet1d", arch_kwargs={"dropout": 0.1}, epochs=3, lr=0.5,
         bce_weight=2.0, cache=False, scheduler="plateau", device="cpu", workers=1)
+
+
+def test_a_list_option_takes_one_or_two_values():
+    assert config_from_args(parse_train("--augment-snr-db", "20")).augment_snr_db == [20.0]
+    assert config_from_args(parse_train("--augment-snr-db", "10", "30")).augment_snr_db == [10.0, 30.0]
+    assert config_from_args(parse_train("--augment-snr-db")).augment_snr_db == []
 
 
 def test_a_choice_outside_the_table_is_refused(capsys):

@@ -355,6 +355,8 @@ TRAIN_OPTIONS = {
     "reference": "--reference",
     "scaling": "--scaling",
     "warmup_epochs": "--warmup-epochs",
+    "augment_snr_db": "--augment-snr-db",
+    "augment_dead_sensors": "--augment-dead-sensors",
 }
 
 
@@ -383,7 +385,8 @@ def train_flags(wildcards):
     it changes the speed, not the result, so it must not trigger a rerun. (No `input`
     argument: Snakemake leaves params derived from input out of the params rerun trigger.)"""
     m = MODELS[wildcards.model]
-    flags = [f"{flag} {m[key]}" for key, flag in TRAIN_OPTIONS.items() if key in m]
+    flags = [f"{flag} {' '.join(map(str, m[key])) if isinstance(m[key], list) else m[key]}"
+             for key, flag in TRAIN_OPTIONS.items() if key in m]
     if uses_pristine(m):
         flags.append(f"--pristine {PRISTINE}")
     if m.get("arch_kwargs"):
