@@ -197,7 +197,9 @@ def evaluate_cracks(model, state: dict, index: ShardIndex, label_set: Labels, sp
     preds = predictions_dataset(box_ids, union_boxes(decoded, t)[boxed], label_set.box[box_rows],
                                 label_set.crack_size[box_rows], label_set.n_cracks[box_rows])
     result = {**summarise(preds, info, subset, len(ids), seconds), **scores,
-              "score_threshold_choice": threshold, "samples_scored": int(len(ids)), **extra}
+              "score_threshold_choice": threshold, "samples_scored": int(len(ids)),
+              "inference_samples_per_s": len(ids) / seconds if seconds > 0 else float("inf"),
+              **extra}
     out_dir = Path(out_dir)
     result = write_evaluation(out_dir, preds, result, read_samples(index, box_ids, "crack_mask"),
                               thresholds, state["arch"], history_csv)
