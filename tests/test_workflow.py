@@ -278,9 +278,17 @@ def find_iou(metrics) -> list[float]:
 
 @pytest.mark.slow
 def test_end_to_end_outputs_exist_and_parse(tiny_run):
+    workdir, _, config = tiny_run
+    check_main_outputs(workdir, config)
+    check_robustness_outputs(workdir, config)
+    check_scenario_outputs(workdir, config)
+
+
+def check_main_outputs(workdir: Path, config: dict) -> None:
+    """Shards, labels, split, every model's training and scores, figures, the held-out set,
+    and a log and a benchmark for every stage (tests/test_slurm.py checks its run with it)."""
     import xarray as xr
 
-    workdir, _, config = tiny_run
     results = workdir / "results"
     models = [m["name"] for m in config["models"]]
     baselines = [b["name"] for b in config["baselines"]]
@@ -353,6 +361,20 @@ def test_end_to_end_outputs_exist_and_parse(tiny_run):
     for png in ("iou_vs_crack_size.png", "loss_curves.png"):
         assert png_ok(heldout / "compare" / png), png
 
+    for stage in ("simulate", "labels", "split", "train", "evaluate", "report"):
+        assert list((workdir / "logs" / stage).glob("*.log")), f"no log for {stage}"
+        assert list((workdir / "benchmarks" / stage).glob("*.tsv")), f"no benchmark for {stage}"
+
+
+def check_robustness_outputs(workdir: Path, config: dict) -> None:
+    """The held-out samples perturbed and re-simulated, scored by every model and baseline
+    with the main split's choices, and the robustness table."""
+    import xarray as xr
+
+    results, heldout = workdir / "results", workdir / "results" / "heldout"
+    models = [m["name"] for m in config["models"]]
+    baselines = [b["name"] for b in config["baselines"]]
+    split = json.loads((heldout / "split" / "split.json").read_text())
     robustness, settings = results / "robustness", config["evaluation"]["robustness"]
     perturbed = {**{f"noise-snr{v:g}": {"snr_db": v, "seed": 0} for v in settings["snr_db"]},
                  **{f"dead-{k}-draw-{d}": {"dead_sensors": k, "draw": d}
@@ -387,6 +409,16 @@ def test_end_to_end_outputs_exist_and_parse(tiny_run):
         results / "compare" / "robustness.md").read_text()
     assert png_ok(results / "compare" / "robustness.png")
 
+
+def check_scenario_outputs(workdir: Path, config: dict) -> None:
+    """The crack scenario simulated with the trained set-up, scored by every model and
+    baseline, and the scenario table beside the held-out set."""
+    import xarray as xr
+
+    results = workdir / "results"
+    models = [m["name"] for m in config["models"]]
+    baselines = [b["name"] for b in config["baselines"]]
+    split = json.loads((results / "heldout" / "split" / "split.json").read_text())
     scenario = results / "scenarios" / TINY_SCENARIO["name"]
     start, size = TINY_SCENARIO["start"], TINY_SCENARIO["samples"]
     low, high = TINY_SCENARIO["cracks"]["families"][0]["length"]
@@ -411,10 +443,6 @@ def test_end_to_end_outputs_exist_and_parse(tiny_run):
                for r in scenario_rows)
     assert f"| {TINY_SCENARIO['name']} (n = {size}) |" in (
         results / "compare" / "scenarios.md").read_text()
-
-    for stage in ("simulate", "labels", "split", "train", "evaluate", "report"):
-        assert list((workdir / "logs" / stage).glob("*.log")), f"no log for {stage}"
-        assert list((workdir / "benchmarks" / stage).glob("*.tsv")), f"no benchmark for {stage}"
 
 
 @pytest.mark.slow
