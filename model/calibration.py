@@ -13,9 +13,9 @@ coverage against the nominal level over `RELIABILITY_LEVELS`.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from statistics import NormalDist
 
 import numpy as np
-from scipy.stats import norm
 
 NOMINAL_LEVELS = (0.5, 0.9)
 RELIABILITY_LEVELS = tuple(np.round(np.arange(0.05, 0.951, 0.05), 2).tolist())
@@ -25,7 +25,7 @@ def central_z(level: float) -> float:
     """`z` of the central interval `mu +- z sigma` holding `level` of a Gaussian."""
     if not 0 < level < 1:
         raise ValueError(f"an interval level must be in (0, 1), got {level}")
-    return float(norm.ppf(0.5 * (1.0 + level)))
+    return NormalDist().inv_cdf(0.5 * (1.0 + level))  # stdlib: scipy.stats costs 0.8 s to import
 
 
 def interval_coverage(error: np.ndarray, sigma: np.ndarray,

@@ -36,7 +36,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from model.metrics import DEFAULT_SIZE_THRESHOLDS, box_iou
 
@@ -76,6 +75,8 @@ def match_greedy(iou: np.ndarray, score: np.ndarray, threshold: float) -> np.nda
 def match_hungarian(iou: np.ndarray, threshold: float = 0.0) -> np.ndarray:
     """The one-to-one pairs `(M, 2)` `(prediction, true crack)` of `iou` `(P, T)` that maximise
     the summed IoU over pairs with IoU `>= threshold` and `> 0` (the only pairs returned)."""
+    from scipy.optimize import linear_sum_assignment  # here: 0.7 s to import, box models never match
+
     iou = np.asarray(iou, dtype=np.float64)
     weight = np.where((iou >= threshold) & (iou > 0), iou, 0.0)
     rows, cols = linear_sum_assignment(weight, maximize=True)
