@@ -162,7 +162,8 @@ def plot_cracks(width: float, height: float, panels: Sequence[dict], path: str |
     """One panel per sample on the plate, in millimetres: each true crack's outline and box
     (green) and each detected crack's box (red, its score beside it), its end points joined
     (red) with their 90 % intervals (error bars of `z90` standard deviations), and the box's
-    90 % band (dotted: the box with every edge moved out, and in, by `z90` sigma).
+    90 % band (dotted: the box with every edge moved out, and in, by `z90` sigma; the inner
+    one only while it is still a box).
 
     A panel is a dict: `title`; `true_box` `(C, 4)` plate fractions and `true_outline`
     `(C, P, 2)` [m] (NaN rows and points ignored); `box`, `box_sigma` `(K, 4)` plate
@@ -188,9 +189,10 @@ def plot_cracks(width: float, height: float, panels: Sequence[dict], path: str |
             ax.add_patch(_box_patch(box, PRED_COLOUR, "predicted"))
             for sign in (1, -1):
                 grown = box + sign * band * np.array([-1, -1, 1, 1])
-                ax.add_patch(Rectangle(grown[:2], grown[2] - grown[0], grown[3] - grown[1],
-                                       fill=False, edgecolor=PRED_COLOUR, linewidth=0.8,
-                                       linestyle=":"))
+                if grown[2] > grown[0] and grown[3] > grown[1]:
+                    ax.add_patch(Rectangle(grown[:2], grown[2] - grown[0], grown[3] - grown[1],
+                                           fill=False, edgecolor=PRED_COLOUR, linewidth=0.8,
+                                           linestyle=":"))
             ax.errorbar(ends[:, 0] * mm, ends[:, 1] * mm, xerr=z90 * end_sigma[:, 0] * mm,
                         yerr=z90 * end_sigma[:, 1] * mm, color=PRED_COLOUR, linewidth=1.5,
                         capsize=2, marker="o", ms=3)
