@@ -230,8 +230,8 @@ def test_springs_with_wrong_free_edges_are_refused_in_the_config(nu, plane):
     the measured Rayleigh-wave error and the fix; accepted with cst."""
     cfg = _default_config()
     cfg["plate"].update(poisson_ratio=nu, plane=plane)
-    with pytest.raises(config_mod.ConfigError,
-                       match=rf"poisson_ratio={nu} .*Rayleigh waves \+.*set lattice.interaction: cst"):
+    refused = rf"poisson_ratio={nu} .*Rayleigh waves \+.*set lattice.interaction: cst"
+    with pytest.raises(config_mod.ConfigError, match=refused):
         config_mod.validate(cfg)
     cfg["lattice"]["interaction"] = "cst"
     assert config_mod.validate(cfg)["plate"]["poisson_ratio"] == nu
