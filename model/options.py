@@ -96,7 +96,7 @@ OPTIONS: dict[str, dict[str, Any]] = {
     "augment_dead_sensors": {"help": "training-time augmentation: zero 0 to this many sensors "
                                      "of every training sample, drawn anew per sample and epoch "
                                      "(after the noise)",
-                             "schema": {"minimum": 0}},
+                             "metavar": "K", "schema": {"minimum": 0}},
 }
 
 # TrainConfig annotation (a string: `from __future__ import annotations`) -> JSON-schema type
