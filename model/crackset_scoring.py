@@ -13,6 +13,12 @@ plate fractions, NaN rows) and the plate size [m] for outlines in metres.
   of detections and true cracks: the box corners, and the end points under the pairing of
   predicted to true ends with the smaller summed distance (the same choice as
   `model.detection.endpoint_error`), each end's x and y pooled over both ends.
+- The predicted standard deviations are rescaled after training, one factor for the box
+  corners and one for the end coordinates (`sigma_scales`): the factor that makes the 90 %
+  central intervals cover 90 % of the matched validation pairs (split-conformal
+  calibration: the log-variance head learns the training residual, which on 168 plates is
+  far below the error on new plates). Evaluation chooses them on the validation subset
+  with the threshold, or takes them from an earlier evaluation's metrics.json.
 - `union_boxes`: the box around a sample's detections, the single box every other model of
   this package predicts (zeros when nothing is detected), so a crack-set model also appears
   in the single-box tables (IoU, Table 1) beside them.
@@ -25,7 +31,7 @@ from collections.abc import Sequence
 import numpy as np
 import xarray as xr
 
-from model.calibration import NOMINAL_LEVELS, coverage_report
+from model.calibration import NOMINAL_LEVELS, central_z, coverage_report
 from model.detection import (DEFAULT_SCORE_THRESHOLD, count_table, crack_matches,
                              crack_size_table, detection_scores, greedy_flags)
 from model.keypoints import BOX_COORDS
@@ -63,6 +69,29 @@ def choose_score_threshold(decoded: dict, targets: np.ndarray,
         f1.append(float(2 * tp.sum() / (n_pred + n_true)) if n_pred + n_true else 0.0)
     return {"value": float(grid[int(np.argmax(f1))]), "chosen_on": "val", "grid": list(grid),
             "val_F1_50": f1}
+
+
+def sigma_scales(decoded: dict, targets: np.ndarray, score_threshold: float,
+                 level: float = 0.9) -> dict:
+    """Factors `{"box": s, "ends": s}` for the predicted standard deviations such that the
+    central intervals at `level` cover that fraction of the matched pairs of `decoded`
+    against `targets` (the validation subset): the `level` quantile of `|error| / sigma`
+    over the group's coordinates divided by `central_z(level)`; 1 for a group without
+    pairs. Also `level` and `pairs`."""
+    slot, _ = crack_matches(decoded["box"], decoded["score"], targets[..., :4], score_threshold)
+    errors = matched_errors(decoded, targets, slot)
+    scales = {"level": float(level), "pairs": int(len(errors["box_error"]))}
+    for group, key in (("box", "box"), ("ends", "end")):
+        z = np.abs(errors[f"{key}_error"]) / errors[f"{key}_sigma"]
+        scales[group] = float(np.quantile(z, level) / central_z(level)) if z.size else 1.0
+    return scales
+
+
+def scale_sigmas(decoded: dict, scales: dict) -> dict:
+    """`decoded` with `box_sigma` and `end_sigma` multiplied by `scales["box"]`,
+    `scales["ends"]` (`sigma_scales`)."""
+    return {**decoded, "box_sigma": decoded["box_sigma"] * scales["box"],
+            "end_sigma": decoded["end_sigma"] * scales["ends"]}
 
 
 def union_boxes(decoded: dict, score_threshold: float) -> np.ndarray:

@@ -7,8 +7,9 @@ metrics.json, table1.csv/md and figures through `model.scoring`, which describes
 Crack-set models (`target = "cracks"`) are scored on every sample of the subset, uncracked
 plates included (`evaluate_cracks`): the detection metrics, tables and calibration of
 `model.crackset_scoring` go to metrics.json (`detection`, `detection_by_count`,
-`detection_by_size`, `calibration`, `score_threshold`), detection.md, crack_predictions.nc,
-figures/cracks_*.png and figures/reliability.png; the box around each sample's detections
+`detection_by_size`, `calibration` (of the intervals rescaled on validation, `sigma_scale`;
+`calibration_unscaled` as the network gives them), `score_threshold`), detection.md,
+crack_predictions.nc, figures/cracks_*.png and figures/reliability.png; the box around each sample's detections
 is scored like any other model's box (predictions.nc, Table 1, the comparison tables).
 """
 
@@ -29,7 +30,8 @@ from model.data import (Labels, ShardIndex, WavefieldDataset, box_samples, load_
 from model.inference import make_loader, predict, resolve_device
 from model.crack_labels import crack_targets, load_crack_labels, plate_size
 from model.crackset_scoring import (choose_score_threshold, crack_predictions_dataset,
-                                    crack_scores, decode_for, detection_markdown, union_boxes)
+                                    crack_scores, decode_for, detection_markdown, scale_sigmas,
+                                    sigma_scales, union_boxes)
 from model.io import DataError, write_netcdf_atomic, write_text_atomic
 from model.keypoints import predicted_mask_boxes
 from model.perturb import Perturbation
@@ -162,8 +164,10 @@ def evaluate_cracks(model, state: dict, index: ShardIndex, label_set: Labels, sp
                     chosen: dict | None, perturbation: Perturbation | None,
                     history_csv: Path) -> dict:
     """`evaluate` for a crack-set checkpoint (module docstring) on every sample of `subset`:
-    the detection threshold comes from `chosen` (an earlier evaluation's metrics.json) or is
-    chosen on the validation subset; `extra` joins metrics.json. Returns the metrics."""
+    the detection threshold and the standard-deviation scales (`sigma_scale`,
+    `model.crackset_scoring.sigma_scales`) come from `chosen` (an earlier evaluation's
+    metrics.json) or are chosen on the validation subset; `extra` joins metrics.json, with
+    the coverage of the unscaled intervals as `calibration_unscaled`. Returns the metrics."""
     ids = target_samples(split_dict, subset, label_set, "cracks")
     if len(ids) == 0:
         raise DataError(f"subset {subset!r} of the split has no sample to score")
@@ -174,11 +178,14 @@ def evaluate_cracks(model, state: dict, index: ShardIndex, label_set: Labels, sp
     decoded = decode_for(model, raw)
     targets = crack_targets(cracks, ids, plate)
     if chosen is not None:
-        given = chosen.get("score_threshold")
-        if not isinstance(given, (int, float)):
-            raise DataError("the --from-metrics file lacks the number 'score_threshold' of a "
-                            "crack-set evaluation")
+        given, scales = chosen.get("score_threshold"), chosen.get("sigma_scale")
+        if not (isinstance(given, (int, float)) and isinstance(scales, dict)
+                and all(isinstance(scales.get(k), (int, float)) for k in ("box", "ends"))):
+            raise DataError("the --from-metrics file lacks the number 'score_threshold' and "
+                            "the numbers 'sigma_scale.box', 'sigma_scale.ends' of a crack-set "
+                            "evaluation")
         threshold = {"value": float(given), "chosen_on": "from_metrics"}
+        scales = {**scales, "chosen_on": "from_metrics"}
     else:
         val_ids = target_samples(split_dict, "val", label_set, "cracks")
         if len(val_ids) == 0:
@@ -186,12 +193,18 @@ def evaluate_cracks(model, state: dict, index: ShardIndex, label_set: Labels, sp
                             "threshold on")
         val_raw, _ = _predict_subset(model, index, val_ids, label_set, state, batch_size,
                                      workers, device)
-        threshold = choose_score_threshold(decode_for(model, val_raw),
-                                           crack_targets(cracks, val_ids, plate))
+        val_decoded, val_targets = decode_for(model, val_raw), crack_targets(cracks, val_ids,
+                                                                             plate)
+        threshold = choose_score_threshold(val_decoded, val_targets)
+        scales = {**sigma_scales(val_decoded, val_targets, threshold["value"]), "chosen_on": "val"}
     t = threshold["value"]
     rows = cracks.labels.rows(ids)
+    unscaled, _ = crack_scores(decoded, targets, cracks.outline[rows], cracks.length[rows],
+                               plate, t, thresholds)
+    decoded = scale_sigmas(decoded, scales)
     scores, errors = crack_scores(decoded, targets, cracks.outline[rows], cracks.length[rows],
                                   plate, t, thresholds)
+    scores.update(sigma_scale=scales, calibration_unscaled=unscaled["calibration"])
     boxed = label_set.has_crack[label_set.rows(ids)]  # the single-box part: cracked samples
     box_ids, box_rows = ids[boxed], label_set.rows(ids[boxed])
     preds = predictions_dataset(box_ids, union_boxes(decoded, t)[boxed], label_set.box[box_rows],

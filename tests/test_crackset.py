@@ -12,7 +12,7 @@ from scipy.stats import norm
 
 from model.calibration import central_z, interval_coverage
 from model.cli import main
-from model.crackset_scoring import union_boxes
+from model.crackset_scoring import scale_sigmas, sigma_scales, union_boxes
 from model.losses import centre_heatmap, crackset_loss
 from model.nets import build_model, model_target
 from model.nets.crackset import (BOX_LOGVAR, END_LOGVAR, ENDS, HEAT, N_CHANNELS, OFFSET, SIZE,
@@ -197,6 +197,8 @@ def test_trains_with_uncracked_plates_and_evaluates_detection_and_coverage(contr
     assert {"AP50", "count_accuracy", "false_alarm_rate", "endpoint_error_m"} <= set(
         metrics["detection"])
     assert set(metrics["calibration"]["box"]["coverage"]["xmin"]) == {"0.5", "0.9"}
+    assert metrics["sigma_scale"]["chosen_on"] == "val" and metrics["sigma_scale"]["box"] > 0
+    assert set(metrics["calibration_unscaled"]) == {"box", "ends", "mean_sigma_m"}
     for name in ("crack_predictions.nc", "detection.md", "figures/reliability.png",
                  "figures/cracks_1.png", "predictions.nc", "table1.md"):
         assert (out / name).is_file(), name
@@ -208,3 +210,25 @@ def test_trains_with_uncracked_plates_and_evaluates_detection_and_coverage(contr
     with xr.open_dataset(pred) as ds:
         assert ds.attrs["score_threshold"] == metrics["score_threshold"]
         assert ds.sizes["sample"] == 20 and ds.attrs["target"] == "cracks"
+
+
+def test_sigma_scales_make_the_90_percent_intervals_cover_90_percent():
+    rng = np.random.default_rng(1)
+    n = 4000
+    targets = np.full((n, 1, 8), np.nan)
+    targets[:, 0, :4] = [0.25, 0.25, 0.5, 0.5]
+    targets[:, 0, 4:] = [0.3, 0.3, 0.45, 0.45]
+    sigma = rng.uniform(0.002, 0.01, (n, 1, 1))
+    decoded = {"score": np.ones((n, 1)),
+               "box": targets[:, :, :4] + 3 * sigma * rng.standard_normal((n, 1, 4)),
+               "ends": (targets[:, :, 4:] + 2 * sigma * rng.standard_normal((n, 1, 4))
+                        ).reshape(n, 1, 2, 2),
+               "box_sigma": np.repeat(sigma, 4, axis=2),
+               "end_sigma": np.repeat(sigma, 4, axis=2).reshape(n, 1, 2, 2)}
+    scales = sigma_scales(decoded, targets, 0.5)   # errors 3 and 2 times the claimed sigma
+    assert scales["box"] == pytest.approx(3.0, rel=0.05)
+    assert scales["ends"] == pytest.approx(2.0, rel=0.05)
+    fixed = scale_sigmas(decoded, scales)
+    error = (fixed["box"] - targets[:, :, :4]).reshape(-1, 4)
+    assert interval_coverage(error, fixed["box_sigma"].reshape(-1, 4), (0.9,)).mean() == \
+        pytest.approx(0.9, abs=0.01)
