@@ -47,7 +47,8 @@ REQUIRED_KEYS = ("count", *BOX_METRICS)  # metrics.json keys a row cannot do wit
 FLOOR_ARCH = "meanbox"
 MARK = "†"
 KINDS = {"box": "key-point box", "mask": "segmentation (mask's box)",
-         "image": "classical imaging (image's box)"}
+         "image": "classical imaging (image's box)",
+         "cracks": "crack set (box around its detections)"}
 SIZE_BINS = 6
 
 
