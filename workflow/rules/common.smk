@@ -385,8 +385,11 @@ def train_flags(wildcards):
     it changes the speed, not the result, so it must not trigger a rerun. (No `input`
     argument: Snakemake leaves params derived from input out of the params rerun trigger.)"""
     m = MODELS[wildcards.model]
-    flags = [f"{flag} {' '.join(map(str, m[key])) if isinstance(m[key], list) else m[key]}"
-             for key, flag in TRAIN_OPTIONS.items() if key in m]
+    flags = [
+        f"{flag} {' '.join(map(str, m[key])) if isinstance(m[key], list) else m[key]}"
+        for key, flag in TRAIN_OPTIONS.items()
+        if key in m
+    ]
     if uses_pristine(m):
         flags.append(f"--pristine {PRISTINE}")
     if m.get("arch_kwargs"):
