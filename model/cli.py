@@ -186,8 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Read the evaluation folders (and training histories) of "
                                    "several models and write OUT_DIR/table.csv, table.md, "
                                    "iou_vs_crack_size.png and loss_curves.png.")
-    p.add_argument("--eval-dirs", nargs="+", required=True, metavar="DIR",
-                   help="folders written by evaluate or baseline; the folder name is the model's")
+    add_eval_dirs(p)
     p.add_argument("--histories", nargs="*", default=[], metavar="HISTORY.csv",
                    help="training histories (results/models/NAME/history.csv) for the loss plot")
     p.add_argument("--out-dir", required=True, help="folder for the comparison")
@@ -198,8 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "condition is what each metrics.json records; one clean "
                                    "folder per model) and write OUT_DIR/robustness.csv, "
                                    "robustness.md and robustness.png (model/robustness.py).")
-    p.add_argument("--eval-dirs", nargs="+", required=True, metavar="DIR",
-                   help="folders written by evaluate or baseline; the folder name is the model's")
+    add_eval_dirs(p)
     p.add_argument("--out-dir", required=True, help="folder for the table and figure")
 
     p = sub.add_parser("scenarios", formatter_class=FORMATTER,
@@ -217,6 +215,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the same models on held-out samples of the training cracks")
     p.add_argument("--out-dir", required=True, help="folder for the tables")
     return parser
+
+
+def add_eval_dirs(p: argparse.ArgumentParser) -> None:
+    """`--eval-dirs`: the evaluation folders a summary command (compare, robustness) reads."""
+    p.add_argument("--eval-dirs", nargs="+", required=True, metavar="DIR",
+                   help="folders written by evaluate or baseline; the folder name is the model's")
 
 
 def _perturbation(args: argparse.Namespace):
