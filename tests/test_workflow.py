@@ -280,12 +280,13 @@ def find_iou(metrics) -> list[float]:
 def test_end_to_end_outputs_exist_and_parse(tiny_run):
     workdir, _, config = tiny_run
     check_main_outputs(workdir, config)
+    check_heldout_outputs(workdir, config)
     check_robustness_outputs(workdir, config)
     check_scenario_outputs(workdir, config)
 
 
 def check_main_outputs(workdir: Path, config: dict) -> None:
-    """Shards, labels, split, every model's training and scores, figures, the held-out set,
+    """Shards, labels, split, every model's training and scores, the comparison, figures,
     and a log and a benchmark for every stage (tests/test_slurm.py checks its run with it)."""
     import xarray as xr
 
@@ -334,6 +335,19 @@ def check_main_outputs(workdir: Path, config: dict) -> None:
         for kind in ("traces", "snapshots"):
             assert png_ok(results / "figures" / f"sample-{sample}" / f"{kind}.png")
 
+    for stage in ("simulate", "labels", "split", "train", "evaluate", "report"):
+        assert list((workdir / "logs" / stage).glob("*.log")), f"no log for {stage}"
+        assert list((workdir / "benchmarks" / stage).glob("*.tsv")), f"no benchmark for {stage}"
+
+
+def check_heldout_outputs(workdir: Path, config: dict) -> None:
+    """The held-out samples simulated apart, scored by every model and baseline with what
+    was chosen on the main split, and their comparison table."""
+    import xarray as xr
+
+    results = workdir / "results"
+    models = [m["name"] for m in config["models"]]
+    baselines = [b["name"] for b in config["baselines"]]
     heldout = results / "heldout"
     for shard, (start, size) in (("0000", (16, 4)), ("0001", (20, 2))):
         with xr.open_dataset(heldout / "data" / f"shard-{shard}.nc") as ds:
@@ -360,10 +374,6 @@ def check_main_outputs(workdir: Path, config: dict) -> None:
     assert "[" in (heldout / "compare" / "table.md").read_text()
     for png in ("iou_vs_crack_size.png", "loss_curves.png"):
         assert png_ok(heldout / "compare" / png), png
-
-    for stage in ("simulate", "labels", "split", "train", "evaluate", "report"):
-        assert list((workdir / "logs" / stage).glob("*.log")), f"no log for {stage}"
-        assert list((workdir / "benchmarks" / stage).glob("*.tsv")), f"no benchmark for {stage}"
 
 
 def check_robustness_outputs(workdir: Path, config: dict) -> None:
