@@ -126,7 +126,8 @@ def matched_errors(decoded: dict, targets: np.ndarray, slot: np.ndarray) -> dict
 def crack_scores(decoded: dict, targets: np.ndarray, true_outline: np.ndarray,
                  crack_length: np.ndarray, plate: tuple[float, float], score_threshold: float,
                  size_thresholds: Sequence[float] = DEFAULT_SIZE_THRESHOLDS,
-                 levels: Sequence[float] = NOMINAL_LEVELS) -> tuple[dict, dict]:
+                 levels: Sequence[float] = NOMINAL_LEVELS,
+                 sigma_scale: dict | None = None) -> tuple[dict, dict]:
     """Every score of a crack-set model on N samples, JSON-able (NaN as None), and the
     matched pairs' errors and standard deviations in metres (`box_error`, `box_sigma`
     `(M, 4)`, `end_error`, `end_sigma` `(2M, 2)`, for the reliability diagram). The scores:
@@ -134,14 +135,35 @@ def crack_scores(decoded: dict, targets: np.ndarray, true_outline: np.ndarray,
     end points), `detection_by_count`, `detection_by_size` (its tables; sizes are each
     crack's own length [m] above each threshold), and `calibration` (`coverage_report` of the
     box corners and end coordinates of the matched pairs, with `mean_sigma_m`, the mean
-    predicted standard deviation per coordinate [m])."""
+    predicted standard deviation per coordinate [m]). With `sigma_scale` (`sigma_scales`)
+    the standard deviations are rescaled by it (`scale_sigmas`) for `calibration` and the
+    returned errors, and `calibration_unscaled` holds the coverage of the decoded ones: the
+    detection scores do not depend on the standard deviations, so they are computed once."""
     true_box = targets[..., :4]
     pred_outline = decoded["ends"] * np.asarray(plate)                            # (N, K, 2, 2) m
     args = (decoded["box"], decoded["score"], true_box, score_threshold)
     outlines = {"pred_outline": pred_outline, "true_outline": true_outline}
     slot, _ = crack_matches(*args)
-    errors = matched_errors(decoded, targets, slot)
     scale = np.tile(np.asarray(plate, np.float64), 2)                            # x, y, x, y
+    errors = matched_errors(decoded, targets, slot)
+    scores = {
+        "score_threshold": score_threshold,
+        "detection": detection_scores(*args, **outlines),
+        "detection_by_count": count_table(*args, **outlines),
+        "detection_by_size": crack_size_table(decoded["box"], decoded["score"], true_box,
+                                              crack_length, size_thresholds, score_threshold,
+                                              **outlines),
+    }
+    if sigma_scale is not None:
+        scores["calibration_unscaled"] = _calibration(errors, scale, levels)[0]
+        errors = matched_errors(scale_sigmas(decoded, sigma_scale), targets, slot)
+    scores["calibration"], in_metres = _calibration(errors, scale, levels)
+    return _json_safe(scores), in_metres
+
+
+def _calibration(errors: dict, scale: np.ndarray, levels: Sequence[float]) -> tuple[dict, dict]:
+    """`calibration` of `crack_scores` from `matched_errors` (plate fractions) and the plate
+    size per box coordinate `scale` [m]; and those errors and deviations in metres."""
     box_err, box_sig = errors["box_error"] * scale, errors["box_sigma"] * scale
     end_err, end_sig = errors["end_error"] * scale[:2], errors["end_sigma"] * scale[:2]
     calibration = {
@@ -150,15 +172,8 @@ def crack_scores(decoded: dict, targets: np.ndarray, true_outline: np.ndarray,
         "mean_sigma_m": {**dict(zip(BOX_COORDS, _column_means(box_sig))),
                          **dict(zip(("end_x", "end_y"), _column_means(end_sig)))},
     }
-    return _json_safe({
-        "score_threshold": score_threshold,
-        "detection": detection_scores(*args, **outlines),
-        "detection_by_count": count_table(*args, **outlines),
-        "detection_by_size": crack_size_table(decoded["box"], decoded["score"], true_box,
-                                              crack_length, size_thresholds, score_threshold,
-                                              **outlines),
-        "calibration": calibration,
-    }), {"box_error": box_err, "box_sigma": box_sig, "end_error": end_err, "end_sigma": end_sig}
+    return calibration, {"box_error": box_err, "box_sigma": box_sig, "end_error": end_err,
+                         "end_sigma": end_sig}
 
 
 def _column_means(values: np.ndarray) -> list[float]:

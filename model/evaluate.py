@@ -199,12 +199,10 @@ def evaluate_cracks(model, state: dict, index: ShardIndex, label_set: Labels, sp
         scales = {**sigma_scales(val_decoded, val_targets, threshold["value"]), "chosen_on": "val"}
     t = threshold["value"]
     rows = cracks.labels.rows(ids)
-    unscaled, _ = crack_scores(decoded, targets, cracks.outline[rows], cracks.length[rows],
-                               plate, t, thresholds)
-    decoded = scale_sigmas(decoded, scales)
     scores, errors = crack_scores(decoded, targets, cracks.outline[rows], cracks.length[rows],
-                                  plate, t, thresholds)
-    scores.update(sigma_scale=scales, calibration_unscaled=unscaled["calibration"])
+                                  plate, t, thresholds, sigma_scale=scales)
+    scores["sigma_scale"] = scales
+    decoded = scale_sigmas(decoded, scales)
     boxed = label_set.has_crack[label_set.rows(ids)]  # the single-box part: cracked samples
     box_ids, box_rows = ids[boxed], label_set.rows(ids[boxed])
     preds = predictions_dataset(box_ids, union_boxes(decoded, t)[boxed], label_set.box[box_rows],
