@@ -5,7 +5,7 @@ Snakemake workflow validates its ``simulation:`` section against the same file. 
 schema this module checks what a schema cannot: every number finite (no ``.nan``/``.inf``),
 registered crack geometries, the parameters each geometry needs, sources and fixed cracks
 inside the plate, and ``lattice.interaction: springs`` only where it is right (the triangular
-lattice, an in-plane Poisson's ratio within 0.005 of 1/3; docs/physics.md, Validation).
+lattice, an in-plane Poisson's ratio from 0.328 to 1/3; docs/physics.md, Validation).
 """
 
 from __future__ import annotations
