@@ -10,8 +10,8 @@ How each figure is measured:
   dlem/compression.py), ``{"mb_per_sample", "samples_per_s_1", "samples_per_s_2",
   "speedup", "cores_used_1", "cores_used_2", "write_s"}``. The rates are N over the wall
   time of ``python -m dlem simulate --samples 0:N --workers W --compression C --quiet`` on
-  the ``simulation:`` section of workflow/config/default.yaml (N = ``--sim-samples``, 240 =
-  the default dataset), after one untimed 1-sample run that fills numba's on-disk cache;
+  the ``simulation:`` section of workflow/config/default.yaml (N = ``--sim-samples``, by
+  default its ``dataset.samples``), after one untimed 1-sample run that fills numba's on-disk cache;
   best of ``--repeat`` runs, every (C, W = 1, 2) interleaved within a repeat. The wall time
   includes the process start and the per-config set-up (``sim_startup_s``: the wall time of
   a 1-sample run). ``mb_per_sample`` is the shard's size on disk over N (1e6 bytes).
@@ -19,8 +19,8 @@ How each figure is measured:
   when the W workers each had a core, lower when other work on the machine took them;
   ``load_avg`` says how busy it was. ``write_s`` is the CPU cost of assembling and
   compressing the N samples' shard with C in one process (``to_dataset`` + ``write_atomic``);
-  ``dlem simulate`` itself appends each wavefield as it arrives, overlapping this with the
-  workers. ``sim_range_s_W`` and ``sim_range_speedup`` time the simulation alone
+  ``dlem simulate`` itself has each worker compress its own wavefields
+  (``dlem.compression.encode_chunk``) and stores the bytes as they arrive. ``sim_range_s_W`` and ``sim_range_speedup`` time the simulation alone
   (``dlem.dataset.simulate_range``, in one fresh process), whatever the compression.
 - ``size_mb_per_sample`` (``--only size``, no timing, so it holds on a busy machine): the
   same N samples simulated once and written with each choice (``write_atomic``), MB on disk
@@ -46,6 +46,7 @@ How each figure is measured:
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import subprocess
@@ -59,6 +60,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the checkout's dlem, as `python -m dlem` from the root
 from dlem.compression import COMPRESSIONS  # noqa: E402
+DEFAULT_CONFIG = yaml.safe_load((ROOT / "workflow" / "config" / "default.yaml").read_text())
 SLURM_LOCAL = ROOT / "workflow" / "scripts" / "slurm_local.py"
 PROFILES = ["--profile", str(ROOT / "workflow" / "profiles" / "slurm"),
             "--profile", str(ROOT / "workflow" / "profiles" / "slurm-local")]
@@ -137,7 +139,7 @@ def timed(cmd: list, env: dict | None = None, cwd: Path | None = None,
 
 
 def simulation_config(path: Path, nodes_x: int | None = None) -> Path:
-    simulation = yaml.safe_load((ROOT / "workflow" / "config" / "default.yaml").read_text())["simulation"]
+    simulation = copy.deepcopy(DEFAULT_CONFIG["simulation"])
     if nodes_x is not None:
         simulation["lattice"]["nodes_x"] = nodes_x
     path.write_text(yaml.safe_dump(simulation, sort_keys=False))
@@ -326,8 +328,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--json", action="store_true", help="print the JSON summary as the last line")
     p.add_argument("--only", default="sim,slurm,rss",
                    help="comma-separated parts to run: sim, size (no timing), slurm, rss")
-    p.add_argument("--sim-samples", type=int, default=240,
-                   help="samples per simulation timing (and per shard of `size`)")
+    p.add_argument("--sim-samples", type=int, default=DEFAULT_CONFIG["dataset"]["samples"],
+                   help="samples per simulation timing (and per shard of `size`); default: "
+                        "the default config's dataset, %(default)s")
     p.add_argument("--compressions", default=",".join(COMPRESSIONS),
                    help="comma-separated --compression choices of `sim` and `size`")
     p.add_argument("--repeat", type=int, default=2, help="simulation timings per worker count (best kept)")

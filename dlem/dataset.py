@@ -14,11 +14,13 @@ import json
 import multiprocessing as mp
 import signal
 import threading
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 
+import h5py
 import netCDF4
 import numpy as np
 import xarray as xr
@@ -26,7 +28,7 @@ from tqdm import tqdm
 
 from . import __version__
 from . import config as config_mod
-from .compression import DEFAULT_COMPRESSION, filters
+from .compression import DEFAULT_COMPRESSION, encode_chunk, filters
 from .cracks import PARAM_UNITS, PARAMS, Crack, cut_elements, rasterize, sample_cracks
 from .files import COMPLETE_ATTR, atomic_file
 from .lattice import Lattice, build_lattice, stable_dt, stiffness_blocks, wave_speeds
@@ -225,8 +227,9 @@ def simulate_sample(cfg: dict, index: int, pristine: bool = False) -> dict:
 
 
 def _work(args):
-    cfg, index, pristine = args
-    return simulate_wavefield(cfg, index, pristine)
+    cfg, index, pristine, encode = args
+    field = simulate_wavefield(cfg, index, pristine)
+    return field if encode is None else encode(field)
 
 
 def _quiet_worker() -> None:
@@ -241,18 +244,22 @@ def _quiet_worker() -> None:
         pass
 
 
+@contextmanager
 def wavefields(cfg: dict, indices, workers: int = 1, pristine: bool = False,
-               progress: bool = True):
-    """Yield the wavefields of ``indices`` in order, simulated by ``workers`` processes
-    (the same bits for any count)."""
-    jobs = [(cfg, int(i), pristine) for i in indices]
+               progress: bool = True, encode: Callable[[np.ndarray], bytes] | None = None):
+    """Context: an iterator over the wavefields of ``indices`` in order, simulated by
+    ``workers`` processes (the same bits for any count), each passed through ``encode`` in
+    its worker when given (e.g. compressed: ``dlem.compression.encode_chunk``). The workers
+    start at entry, so what the caller does before iterating (describing the samples,
+    writing the shard's header) overlaps the simulation; leaving the block stops them."""
+    jobs = [(cfg, int(i), pristine, encode) for i in indices]
     bar = dict(total=len(jobs), desc="simulating", unit="sample", disable=not progress)
     if workers <= 1:
-        yield from (_work(j) for j in tqdm(jobs, **bar))
+        yield (_work(j) for j in tqdm(jobs, **bar))
         return
     pool = mp.get_context("fork").Pool(workers, initializer=_quiet_worker)
     try:
-        yield from tqdm(pool.imap(_work, jobs), **bar)
+        yield tqdm(pool.imap(_work, jobs), **bar)
     finally:
         with _signals_ignored(signal.SIGTERM, signal.SIGINT):  # a second signal must not
             pool.terminate()                                 # break off the pool's shutdown
@@ -276,9 +283,9 @@ def _signals_ignored(*signums: int):
 def simulate_range(cfg: dict, start: int, stop: int, workers: int = 1, pristine: bool = False,
                    progress: bool = True) -> list[dict]:
     """Simulate samples ``start..stop-1`` with ``workers`` processes (same bits for any count)."""
-    return [{"wavefield": w, **describe_sample(cfg, i, pristine)}
-            for i, w in zip(range(start, stop),
-                            wavefields(cfg, range(start, stop), workers, pristine, progress))]
+    with wavefields(cfg, range(start, stop), workers, pristine, progress) as fields:
+        return [{"wavefield": w, **describe_sample(cfg, i, pristine)}
+                for i, w in zip(range(start, stop), fields)]
 
 
 def to_dataset(cfg: dict, samples: list[dict], indices: np.ndarray,
@@ -373,25 +380,32 @@ def write_shard(cfg: dict, out: str | Path, start: int, stop: int, workers: int 
     """Simulate samples ``start..stop-1`` (or the one pristine sample) and write the shard,
     every data variable filtered by ``compression`` (a name of ``dlem.compression``).
 
-    The labels are written first; each wavefield is appended (compressed) as it arrives
-    from the workers, so writing overlaps simulating and memory holds one sample at a time;
-    the global attribute ``complete = 1`` is set after the last one (``files.atomic_file``
-    explains how an interrupted write is cleaned up).
+    The workers start first and compress their own wavefields (``encode_chunk``); the
+    labels are written while they simulate, then each compressed wavefield is stored as it
+    arrives (h5py's ``write_direct_chunk``: the writer does no compression), so memory holds
+    one sample at a time; the global attribute ``complete = 1`` is set after the last one
+    (``files.atomic_file`` explains how an interrupted write is cleaned up).
     Returns the shard's dataset without the wavefield.
     """
     encoding_filters = filters(compression)  # an unknown name fails before any work
     if pristine:
         start, stop = 0, 1
     indices = np.arange(start, stop)
-    ds = to_dataset(cfg, [describe_sample(cfg, i, pristine) for i in indices], indices, pristine)
-    st = setup(cfg)
-    with atomic_file(out) as tmp:
+    st = setup(cfg)   # before the workers fork: they inherit it
+    encode = partial(encode_chunk, name=compression)
+    with wavefields(cfg, indices, workers, pristine, progress, encode) as chunks, \
+            atomic_file(out) as tmp:
+        ds = to_dataset(cfg, [describe_sample(cfg, i, pristine) for i in indices], indices,
+                        pristine)
         ds.to_netcdf(tmp, engine="netcdf4", encoding=_encoding(ds, compression))
         with netCDF4.Dataset(tmp, "a") as nc:
             var = nc.createVariable("wavefield", "f4", WAVEFIELD_DIMS, **encoding_filters,
                                     chunksizes=(1, len(st.times), len(st.sensor_nodes), 2))
             var.setncatts(WAVEFIELD_ATTRS)
-            for k, field in enumerate(wavefields(cfg, indices, workers, pristine, progress)):
-                var[k] = field
+        with h5py.File(tmp, "r+") as h5:
+            wavefield = h5["wavefield"].id
+            for k, chunk in enumerate(chunks):
+                wavefield.write_direct_chunk((k, 0, 0, 0), chunk)
+        with netCDF4.Dataset(tmp, "a") as nc:
             nc.setncattr(COMPLETE_ATTR, 1)     # last: a shard without it is unfinished
     return ds

@@ -88,12 +88,18 @@ def read_only(folder: Path) -> bool:
         return False
 
 
+def first_line(message: str) -> str:
+    """The first line of a library's message, cut before a parenthesis it leaves open (HDF5
+    via h5py: "Can't write unprocessed chunk data (file write failed: time = <ctime>\n...")."""
+    line = (message.splitlines() or [""])[0]
+    return line[:line.index(" (")] if line.count("(") > line.count(")") else line
+
+
 def write_fault(err: Exception, path: Path) -> OSError:
     """The OSError to report when writing ``path`` failed with ``err``: ``filename`` is
     ``path``, ``strerror`` the cause (a full disk named as such)."""
     code = err.errno if isinstance(err, OSError) and err.errno and err.errno > 0 else errno.EIO
-    cause = (err.strerror if isinstance(err, OSError) and err.strerror
-             else (str(err).splitlines() or [""])[0])
+    cause = first_line(err.strerror if isinstance(err, OSError) and err.strerror else str(err))
     free = free_bytes(path.parent)
     low = free is not None and free < LOW_SPACE_BYTES
     denied = code in (errno.EACCES, errno.EPERM)  # netCDF-C's create says so on a read-only
