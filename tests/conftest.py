@@ -111,6 +111,14 @@ def write_contract_shard(path, sample_ids, rng: np.random.Generator, pristine_ev
     return ds
 
 
+def pytest_collection_modifyitems(config, items):
+    """Modules with end-to-end (`slow`) tests first: pytest-xdist (`--dist loadfile`,
+    pyproject.toml) then starts each on a worker of its own at once, while the many short
+    modules fill the time beside them, instead of leaving the longest for last."""
+    slow = {item.module.__name__ for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.module.__name__ not in slow)   # stable: order kept
+
+
 @pytest.fixture(scope="module")
 def contract_single_thread():
     """One torch intra-op thread for a test module: the machine's two cores are shared, and
