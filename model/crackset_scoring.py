@@ -33,7 +33,8 @@ import xarray as xr
 
 from model.calibration import NOMINAL_LEVELS, central_z, coverage_report
 from model.detection import (DEFAULT_SCORE_THRESHOLD, count_table, crack_matches,
-                             crack_size_table, detection_scores, greedy_flags)
+                             crack_size_table, detection_intervals, detection_scores,
+                             greedy_flags)
 from model.keypoints import BOX_COORDS
 from model.metrics import DEFAULT_SIZE_THRESHOLDS
 from model.nets.crackset import decode_cracks
@@ -132,7 +133,8 @@ def crack_scores(decoded: dict, targets: np.ndarray, true_outline: np.ndarray,
     matched pairs' errors and standard deviations in metres (`box_error`, `box_sigma`
     `(M, 4)`, `end_error`, `end_sigma` `(2M, 2)`, for the reliability diagram). The scores:
     `detection` (`model.detection.detection_scores`, outline errors in metres from the two
-    end points), `detection_by_count`, `detection_by_size` (its tables; sizes are each
+    end points), `detection_interval` (95 % bootstrap intervals over samples of its main
+    metrics, `model.detection.detection_intervals`), `detection_by_count`, `detection_by_size` (its tables; sizes are each
     crack's own length [m] above each threshold), and `calibration` (`coverage_report` of the
     box corners and end coordinates of the matched pairs, with `mean_sigma_m`, the mean
     predicted standard deviation per coordinate [m]). With `sigma_scale` (`sigma_scales`)
@@ -149,6 +151,7 @@ def crack_scores(decoded: dict, targets: np.ndarray, true_outline: np.ndarray,
     scores = {
         "score_threshold": score_threshold,
         "detection": detection_scores(*args, **outlines),
+        "detection_interval": detection_intervals(*args, **outlines),
         "detection_by_count": count_table(*args, **outlines),
         "detection_by_size": crack_size_table(decoded["box"], decoded["score"], true_box,
                                               crack_length, size_thresholds, score_threshold,
@@ -243,6 +246,17 @@ def detection_markdown(scores: dict, title: str) -> str:
                      f"{cell(row['AP50'])} | {cell(row['AP50_95'])} | "
                      f"{cell(row['count_accuracy'])} | {cell(row['false_alarm_rate'])} | "
                      f"{cell(row['matched_IoU'])} | {mm(row.get('endpoint_error_m'))} |")
+    interval = scores.get("detection_interval")
+    if interval:
+        names = {"AP50": "AP@0.5", "AP50_95": "AP@0.5:0.95", "count_accuracy": "count accuracy",
+                 "false_alarm_rate": "false alarms", "matched_IoU": "matched IoU"}
+        parts = [f"{label} [{cell(interval[key][0])}, {cell(interval[key][1])}]"
+                 for key, label in names.items() if key in interval]
+        if "endpoint_error_m" in interval:
+            lo, hi = interval["endpoint_error_m"]
+            parts.append(f"end-point error [{mm(lo)}, {mm(hi)}] mm")
+        lines += ["", "95 % bootstrap intervals over the samples (all): " + "; ".join(parts)
+                  + "."]
     lines += ["", "| crack length > [mm] | cracks | recall@0.5 | matched IoU "
               "| end-point error [mm] |", "|---:|---:|---:|---:|---:|"]
     for row in scores["detection_by_size"]:

@@ -26,6 +26,10 @@ precision made non-increasing from the right (its envelope), AP = sum over ranks
 recall gained times that precision (the all-point interpolation, without COCO's 101-point
 sampling); NaN with no true crack. AP 0.5:0.95 is the mean over `IOU_THRESHOLDS`.
 
+Intervals (`detection_intervals`): percentile bootstrap over samples, each resample scored
+as `detection_scores` would score it. Every matching is within a sample, so a sample's
+flags, IoUs and errors do not change when it is drawn, and a resample needs no new matching.
+
 Decisions at `score_threshold` (predictions with `score >= score_threshold` are kept):
 precision and recall at IoU 0.5, the count accuracy (kept count = true count), the false
 alarm rate (uncracked samples with a kept prediction), the matched IoU and the outline errors.
@@ -37,7 +41,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from model.metrics import DEFAULT_SIZE_THRESHOLDS, box_iou
+from model.metrics import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, DEFAULT_SIZE_THRESHOLDS, box_iou
 
 IOU_THRESHOLDS = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))  # COCO's 0.50:0.05:0.95
 DEFAULT_SCORE_THRESHOLD = 0.5
@@ -261,6 +265,74 @@ def detection_scores(pred_box: np.ndarray, score: np.ndarray, true_box: np.ndarr
         result.update(endpoint_error_m=_mean_or_nan(endpoint[matched]),
                       chamfer_m=_mean_or_nan(chamfer[matched]),
                       outline_matched=int(matched.sum()))
+    return result
+
+
+INTERVAL_METRICS = ("AP50", "AP50_95", "matched_IoU", "count_accuracy", "false_alarm_rate",
+                    "endpoint_error_m")
+
+
+def resampled_scores(pred_box: np.ndarray, score: np.ndarray, true_box: np.ndarray,
+                     draws: np.ndarray, score_threshold: float = DEFAULT_SCORE_THRESHOLD,
+                     pred_outline: np.ndarray | None = None,
+                     true_outline: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """`INTERVAL_METRICS` of `detection_scores` on each resample of the samples: `draws`
+    `(R, N')` sample indices (with repeats) -> `{metric: (R,)}` (NaN where a resample has
+    nothing to score, e.g. no uncracked plate; `endpoint_error_m` only with both outlines).
+    Equal to `detection_scores(pred_box[d], score[d], true_box[d], ...)` for each row `d`."""
+    pred_box, score, true_box = _check(pred_box, score, true_box)
+    predicted, true = _predicted(pred_box, score), _true(true_box)
+    kept = predicted & (score >= score_threshold)
+    n_true = true.sum(axis=1)
+    tp = {t: greedy_flags(pred_box, score, true_box, t)[0] for t in IOU_THRESHOLDS}
+    slot, iou = crack_matches(pred_box, score, true_box, score_threshold)
+    per_sample = {  # (numerator, denominator) of each ratio metric, per sample
+        "matched_IoU": (np.nansum(iou, axis=1), n_true),
+        "count_accuracy": (kept.sum(axis=1) == n_true, np.ones(len(score))),
+        "false_alarm_rate": (kept.any(axis=1) & (n_true == 0), n_true == 0),
+    }
+    if pred_outline is not None and true_outline is not None:
+        endpoint, _ = outline_errors(np.asarray(pred_outline, dtype=np.float64),
+                                     np.asarray(true_outline, dtype=np.float64), slot)
+        per_sample["endpoint_error_m"] = (np.nansum(endpoint, axis=1), (slot >= 0).sum(axis=1))
+    draws = np.asarray(draws)
+    result = {}
+    for name, (num, den) in per_sample.items():
+        num_r, den_r = num.astype(float)[draws].sum(axis=1), den.astype(float)[draws].sum(axis=1)
+        result[name] = np.divide(num_r, den_r, out=np.full(len(draws), np.nan),
+                                 where=den_r > 0)
+    ap = np.empty((len(IOU_THRESHOLDS), len(draws)))
+    for r, rows in enumerate(draws):
+        mask, drawn_score, n = predicted[rows], score[rows], int(n_true[rows].sum())
+        for i, t in enumerate(IOU_THRESHOLDS):
+            ap[i, r] = average_precision(drawn_score[mask], tp[t][rows][mask], n)
+    result["AP50"], result["AP50_95"] = ap[0], ap.mean(axis=0)
+    return result
+
+
+def detection_intervals(pred_box: np.ndarray, score: np.ndarray, true_box: np.ndarray,
+                        score_threshold: float = DEFAULT_SCORE_THRESHOLD,
+                        pred_outline: np.ndarray | None = None,
+                        true_outline: np.ndarray | None = None, level: float = 0.95,
+                        resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED
+                        ) -> dict[str, list[float]]:
+    """Percentile-bootstrap intervals `{metric: [lo, hi]}` of `INTERVAL_METRICS` over the N
+    samples: the draws of `model.metrics.bootstrap_ci` (`default_rng(seed).integers(0, N,
+    (resamples, N))`), each resample scored by `resampled_scores`, the `(1 - level)/2` and
+    `(1 + level)/2` percentiles of each metric over the resamples that define it (NaN ones
+    left out; `[nan, nan]` if none does). Whole samples are drawn, so the cracks of a plate
+    stay together (a cluster bootstrap for the per-crack metrics)."""
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    n = len(score)
+    draws = np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+    result = {}
+    for name, values in resampled_scores(pred_box, score, true_box, draws, score_threshold,
+                                         pred_outline, true_outline).items():
+        finite = values[np.isfinite(values)]
+        result[name] = ([float(v) for v in np.percentile(finite, [50 * (1 - level),
+                                                                   50 * (1 + level)])]
+                        if finite.size else [float("nan"), float("nan")])
     return result
 
 

@@ -196,6 +196,10 @@ def test_trains_with_uncracked_plates_and_evaluates_detection_and_coverage(contr
     assert metrics["score_threshold_choice"]["chosen_on"] == "val"
     assert {"AP50", "count_accuracy", "false_alarm_rate", "endpoint_error_m"} <= set(
         metrics["detection"])
+    for name, (lo, hi) in metrics["detection_interval"].items():   # None: nothing to score
+        point = metrics["detection"][name]
+        assert point is None or lo <= point <= hi, (name, lo, point, hi)
+    assert "95 % bootstrap intervals" in (out / "detection.md").read_text()
     assert set(metrics["calibration"]["box"]["coverage"]["xmin"]) == {"0.5", "0.9"}
     assert metrics["sigma_scale"]["chosen_on"] == "val" and metrics["sigma_scale"]["box"] > 0
     assert set(metrics["calibration_unscaled"]) == {"box", "ends", "mean_sigma_m"}

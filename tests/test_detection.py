@@ -1,6 +1,7 @@
 """Detection metrics (model/detection.py) against hand-worked cases and brute force:
 matching against exhaustive search over all assignments, AP computed by hand, Chamfer
-against a double loop, pairwise IoU against the row-paired IoU one pair at a time."""
+against a double loop, pairwise IoU against the row-paired IoU one pair at a time, bootstrap
+intervals against scoring every resample from scratch."""
 
 from __future__ import annotations
 
@@ -10,10 +11,11 @@ import math
 import numpy as np
 import pytest
 
-from model.detection import (IOU_THRESHOLDS, average_precision, chamfer_distance,
-                             count_table, crack_matches, crack_size_table, detection_scores,
-                             endpoint_error, match_greedy, match_hungarian, outline_chamfer,
-                             pairwise_iou, resample_outline)
+from model.detection import (INTERVAL_METRICS, IOU_THRESHOLDS, average_precision,
+                             chamfer_distance, count_table, crack_matches, crack_size_table,
+                             detection_intervals, detection_scores, endpoint_error,
+                             match_greedy, match_hungarian, outline_chamfer, pairwise_iou,
+                             resample_outline, resampled_scores)
 from model.metrics import box_iou
 
 NAN4 = [np.nan] * 4
@@ -234,3 +236,67 @@ def test_crack_size_table_rows_hold_the_cracks_longer_than_each_threshold():
     assert rows[1]["recall50"] == 0.5 and rows[2]["recall50"] == 0.0   # B is missed
     assert rows[1]["matched_IoU"] == 0.5                                 # C 1, B 0
     assert math.isnan(rows[3]["recall50"]) and math.isnan(rows[3]["matched_IoU"])
+
+
+# --- bootstrap intervals -----------------------------------------------------------------------
+
+def random_detections(rng, n, k=4, c=3):
+    """`n` samples with 0..c true cracks each (uncracked ones included) and up to k scored
+    predictions near them (some missing, some spurious), with end-point outlines."""
+    true = np.full((n, c, 4), np.nan)
+    pred = np.full((n, k, 4), np.nan)
+    score = np.full((n, k), np.nan)
+    for s in range(n):
+        m = rng.integers(0, c + 1)
+        true[s, :m] = random_boxes(rng, m)
+        p = rng.integers(0, k + 1)
+        pred[s, :p] = random_boxes(rng, p)
+        near = min(m, p)
+        pred[s, :near] = true[s, :near] + rng.normal(0, 0.03, (near, 4))
+        score[s, :p] = rng.uniform(0, 1, p)
+    return pred, score, true, rng.uniform(0, 0.1, (n, k, 2, 2)), rng.uniform(0, 0.1, (n, c, 2, 2))
+
+
+def test_resampled_scores_equal_scoring_each_resample_from_scratch():
+    rng = np.random.default_rng(5)
+    pred, score, true, pred_ends, true_ends = random_detections(rng, 12)
+    draws = rng.integers(0, 12, size=(25, 12))
+    draws[0] = np.flatnonzero(np.isnan(true[:, 0, 0]))[0]   # uncracked plates only
+    got = resampled_scores(pred, score, true, draws, 0.4, pred_ends, true_ends)
+    assert set(got) == set(INTERVAL_METRICS)
+    for r, rows in enumerate(draws):
+        brute = detection_scores(pred[rows], score[rows], true[rows], 0.4, pred_ends[rows],
+                                 true_ends[rows])
+        for name in INTERVAL_METRICS:
+            np.testing.assert_allclose(got[name][r], brute[name], rtol=1e-12, atol=1e-15,
+                                       err_msg=f"{name}, resample {r}")
+    assert np.isnan(got["AP50"][0]) and np.isnan(got["matched_IoU"][0])
+
+
+def test_intervals_are_the_percentiles_of_the_resampled_scores_and_hold_the_estimate():
+    rng = np.random.default_rng(6)
+    pred, score, true, pred_ends, true_ends = random_detections(rng, 60)
+    intervals = detection_intervals(pred, score, true, 0.5, pred_ends, true_ends,
+                                    resamples=300, seed=3)
+    draws = np.random.default_rng(3).integers(0, 60, size=(300, 60))
+    values = resampled_scores(pred, score, true, draws, 0.5, pred_ends, true_ends)
+    point = detection_scores(pred, score, true, 0.5, pred_ends, true_ends)
+    for name in INTERVAL_METRICS:
+        finite = values[name][np.isfinite(values[name])]
+        np.testing.assert_allclose(intervals[name], np.percentile(finite, [2.5, 97.5]))
+        lo, hi = intervals[name]
+        assert lo < point[name] < hi, (name, lo, point[name], hi)
+
+
+def test_identical_samples_give_an_interval_of_zero_width():
+    rng = np.random.default_rng(7)
+    pred, score, true, _, _ = random_detections(rng, 1)
+    while np.isnan(true[0, 0, 0]) or np.isnan(score[0, 0]):
+        pred, score, true, _, _ = random_detections(rng, 1)
+    many = [np.repeat(a, 20, axis=0) for a in (pred, score, true)]
+    point = detection_scores(*many, 0.5)
+    intervals = detection_intervals(*many, 0.5, resamples=50)
+    assert set(intervals) == set(INTERVAL_METRICS) - {"endpoint_error_m"}   # no outlines
+    assert np.isnan(intervals.pop("false_alarm_rate")).all()   # no uncracked plate to score
+    for name, (lo, hi) in intervals.items():
+        assert lo == pytest.approx(point[name]) and hi == pytest.approx(point[name]), name
