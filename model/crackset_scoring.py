@@ -252,6 +252,11 @@ def detection_markdown(scores: dict, title: str) -> str:
                  "false_alarm_rate": "false alarms", "matched_IoU": "matched IoU"}
         parts = [f"{label} [{cell(interval[key][0])}, {cell(interval[key][1])}]"
                  for key, label in names.items() if key in interval]
+        # no event resamples to [0, 0]; the rule of three bounds the rate instead
+        uncracked = sum(r["samples"] for r in scores["detection_by_count"] if r["n_cracks"] == 0)
+        if scores["detection"]["false_alarm_rate"] == 0 and uncracked:
+            parts.append(f"no false alarm on {uncracked} uncracked plates: at most "
+                         f"{3 / uncracked:.3f} at 95 % (rule of three)")
         if "endpoint_error_m" in interval:
             lo, hi = interval["endpoint_error_m"]
             parts.append(f"end-point error [{mm(lo)}, {mm(hi)}] mm")
