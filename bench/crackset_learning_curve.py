@@ -1,0 +1,74 @@
+"""Learning curve of the crack-set model: its detection scores against the number of
+training plates, read from `python -m model evaluate` outputs (metrics.json).
+
+    python bench/crackset_learning_curve.py --runs 168=DIR 420=DIR 840=DIR \
+        --out docs/figures/crackset_learning_curve.png
+
+Each DIR is one evaluation folder (e.g. the held-out one) of a model trained on that many
+plates. Plotted with their 95 % bootstrap intervals (`detection_interval`): AP@0.5, count
+accuracy and matched IoU; the end-point error [mm] of the cracks longer than 8 mm without
+an interval (`detection_by_size`). Prints one JSON line with the values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from model.plots import new_figure, save_figure  # noqa: E402
+
+PANELS = {"AP50": ("AP@0.5", 0.70), "count_accuracy": ("count accuracy", 0.90),
+          "matched_IoU": ("matched IoU (all cracks)", None)}
+
+
+def read(run_dir: Path) -> dict:
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    long = [r for r in metrics["detection_by_size"] if abs(r["threshold"] - 0.008) < 1e-12]
+    return {"detection": metrics["detection"], "interval": metrics["detection_interval"],
+            "endpoint_8mm": long[0]["endpoint_error_m"] if long else None}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--runs", nargs="+", required=True, metavar="N=DIR")
+    p.add_argument("--out", required=True, help="PNG to write")
+    p.add_argument("--title", default="crackset on the held-out plates")
+    args = p.parse_args(argv)
+    runs = sorted(((int(n), read(Path(d))) for n, d in (r.split("=", 1) for r in args.runs)))
+    sizes = [n for n, _ in runs]
+    fig = new_figure(figsize=(12, 3.4), layout="constrained")
+    axes = fig.subplots(1, len(PANELS) + 1)
+    for ax, (key, (label, target)) in zip(axes, PANELS.items()):
+        mean = [r["detection"][key] for _, r in runs]
+        lo = [m - r["interval"][key][0] for m, (_, r) in zip(mean, runs)]
+        hi = [r["interval"][key][1] - m for m, (_, r) in zip(mean, runs)]
+        ax.errorbar(sizes, mean, yerr=[lo, hi], fmt="o-", capsize=3)
+        if target is not None:
+            ax.axhline(target, color="tab:red", linestyle="--", linewidth=1,
+                       label=f"issue 10 target {target:g}")
+            ax.legend(fontsize=7, loc="lower right")
+        ax.set(xscale="log", xlabel="training plates", title=label, ylim=(0, 1))
+        ax.set_xticks(sizes, [str(n) for n in sizes])
+        ax.minorticks_off()
+    ends = [1e3 * r["endpoint_8mm"] for _, r in runs]
+    axes[-1].plot(sizes, ends, "o-", color="tab:purple")
+    axes[-1].axhline(6.25, color="tab:red", linestyle="--", linewidth=1, label="one label cell")
+    axes[-1].legend(fontsize=7)
+    axes[-1].set(xscale="log", xlabel="training plates", ylabel="mm", ylim=(0, 7.5),
+                 title="end-point error, cracks > 8 mm")
+    axes[-1].set_xticks(sizes, [str(n) for n in sizes])
+    axes[-1].minorticks_off()
+    fig.suptitle(args.title)
+    save_figure(fig, args.out, dpi=120)
+    summary = {n: {**{k: r["detection"][k] for k in PANELS}, "endpoint_8mm_m": r["endpoint_8mm"]}
+               for n, r in runs}
+    print(json.dumps(summary))
+    return summary
+
+
+if __name__ == "__main__":
+    main()
