@@ -134,8 +134,9 @@ def crack_scores(decoded: dict, targets: np.ndarray, true_outline: np.ndarray,
     `(M, 4)`, `end_error`, `end_sigma` `(2M, 2)`, for the reliability diagram). The scores:
     `detection` (`model.detection.detection_scores`, outline errors in metres from the two
     end points), `detection_interval` (95 % bootstrap intervals over samples of its main
-    metrics, `model.detection.detection_intervals`), `detection_by_count`, `detection_by_size` (its tables; sizes are each
-    crack's own length [m] above each threshold), and `calibration` (`coverage_report` of the
+    metrics, `model.detection.detection_intervals`), `detection_by_count`,
+    `detection_by_size` (its tables; sizes are each crack's own length [m] above each
+    threshold), and `calibration` (`coverage_report` of the
     box corners and end coordinates of the matched pairs, with `mean_sigma_m`, the mean
     predicted standard deviation per coordinate [m]). With `sigma_scale` (`sigma_scales`)
     the standard deviations are rescaled by it (`scale_sigmas`) for `calibration` and the

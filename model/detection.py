@@ -324,6 +324,8 @@ def detection_intervals(pred_box: np.ndarray, score: np.ndarray, true_box: np.nd
     stay together (a cluster bootstrap for the per-crack metrics)."""
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level}")
+    if resamples < 1:
+        raise ValueError(f"resamples must be >= 1, got {resamples}")
     n = len(score)
     draws = np.random.default_rng(seed).integers(0, n, size=(resamples, n))
     result = {}
