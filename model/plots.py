@@ -67,8 +67,9 @@ def plot_boxes(masks: np.ndarray, true: np.ndarray, pred: np.ndarray, titles: Se
             overlay = np.ma.masked_equal(np.asarray(pred_masks[k], np.uint8), 0)
             ax.imshow(overlay, cmap="Reds", vmin=0, vmax=1.5, alpha=0.45, origin="lower",
                       extent=(0, 1, 0, 1))
-        ax.vlines(np.linspace(0, 1, width + 1), 0, 1, color="0.85", linewidth=0.5)  # label
-        ax.hlines(np.linspace(0, 1, height + 1), 0, 1, color="0.85", linewidth=0.5)  # cells
+        grid = dict(color="0.85", linewidth=0.5, zorder=0.5)   # label cells, under the boxes
+        ax.vlines(np.linspace(0, 1, width + 1), 0, 1, **grid)
+        ax.hlines(np.linspace(0, 1, height + 1), 0, 1, **grid)
         ax.add_patch(_box_patch(t, TRUE_COLOUR, "true"))
         ax.add_patch(_box_patch(p, PRED_COLOUR, "predicted"))
         ax.set(xlim=(0, 1), ylim=(0, 1), aspect="equal", title=title, xlabel="x / plate width")
