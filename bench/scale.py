@@ -11,8 +11,8 @@ How each figure is measured:
   "speedup", "cores_used_1", "cores_used_2", "write_s"}``. The rates are N over the wall
   time of ``python -m dlem simulate --samples 0:N --workers W --compression C --quiet`` on
   the ``simulation:`` section of workflow/config/default.yaml (N = ``--sim-samples``, by
-  default its ``dataset.samples``), after one untimed 1-sample run that fills numba's on-disk cache;
-  best of ``--repeat`` runs, every (C, W = 1, 2) interleaved within a repeat. The wall time
+  default its ``dataset.samples``), after one untimed 1-sample run that fills numba's
+  on-disk cache; best of ``--repeat`` runs, every (C, W = 1, 2) interleaved within a repeat. The wall time
   includes the process start and the per-config set-up (``sim_startup_s``: the wall time of
   a 1-sample run). ``mb_per_sample`` is the shard's size on disk over N (1e6 bytes).
   ``cores_used_W`` is the CPU time of the run (workers included) over its wall time: near W
@@ -20,7 +20,8 @@ How each figure is measured:
   ``load_avg`` says how busy it was. ``write_s`` is the CPU cost of assembling and
   compressing the N samples' shard with C in one process (``to_dataset`` + ``write_atomic``);
   ``dlem simulate`` itself has each worker compress its own wavefields
-  (``dlem.compression.encode_chunk``) and stores the bytes as they arrive. ``sim_range_s_W`` and ``sim_range_speedup`` time the simulation alone
+  (``dlem.compression.encode_chunk``) and stores the bytes as they arrive.
+  ``sim_range_s_W`` and ``sim_range_speedup`` time the simulation alone
   (``dlem.dataset.simulate_range``, in one fresh process), whatever the compression.
 - ``size_mb_per_sample`` (``--only size``, no timing, so it holds on a busy machine): the
   same N samples simulated once and written with each choice (``write_atomic``), MB on disk

@@ -136,9 +136,9 @@ def crack_scores(decoded: dict, targets: np.ndarray, true_outline: np.ndarray,
     end points), `detection_interval` (95 % bootstrap intervals over samples of its main
     metrics, `model.detection.detection_intervals`), `detection_by_count`,
     `detection_by_size` (its tables; sizes are each crack's own length [m] above each
-    threshold), and `calibration` (`coverage_report` of the
-    box corners and end coordinates of the matched pairs, with `mean_sigma_m`, the mean
-    predicted standard deviation per coordinate [m]). With `sigma_scale` (`sigma_scales`)
+    threshold), and `calibration` (`coverage_report` of the box corners and end coordinates
+    of the matched pairs, with `mean_sigma_m`, the mean predicted standard deviation per
+    coordinate [m]). With `sigma_scale` (`sigma_scales`)
     the standard deviations are rescaled by it (`scale_sigmas`) for `calibration` and the
     returned errors, and `calibration_unscaled` holds the coverage of the decoded ones: the
     detection scores do not depend on the standard deviations, so they are computed once."""

@@ -9,8 +9,9 @@ plates included (`evaluate_cracks`): the detection metrics, tables and calibrati
 `model.crackset_scoring` go to metrics.json (`detection`, `detection_by_count`,
 `detection_by_size`, `calibration` (of the intervals rescaled on validation, `sigma_scale`;
 `calibration_unscaled` as the network gives them), `score_threshold`), detection.md,
-crack_predictions.nc, figures/cracks_*.png and figures/reliability.png; the box around each sample's detections
-is scored like any other model's box (predictions.nc, Table 1, the comparison tables).
+crack_predictions.nc, figures/cracks_*.png and figures/reliability.png; the box around each
+sample's detections is scored like any other model's box (predictions.nc, Table 1, the
+comparison tables).
 """
 
 from __future__ import annotations
