@@ -31,14 +31,24 @@ def read(run_dir: Path) -> dict:
             "endpoint_8mm": long[0]["endpoint_error_m"] if long else None}
 
 
+def run_arg(text: str) -> tuple[int, Path]:
+    """`N=DIR` -> (N, DIR), DIR holding an evaluation's metrics.json."""
+    n, sep, folder = text.partition("=")
+    if not (sep and n.isdigit() and int(n) > 0):
+        raise argparse.ArgumentTypeError(f"--runs takes N=DIR with N > 0 plates, got {text!r}")
+    if not (Path(folder) / "metrics.json").is_file():
+        raise argparse.ArgumentTypeError(f"{folder}/metrics.json not found (an evaluate folder)")
+    return int(n), Path(folder)
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--runs", nargs="+", required=True, metavar="N=DIR")
+    p.add_argument("--runs", nargs="+", required=True, type=run_arg, metavar="N=DIR")
     p.add_argument("--out", required=True, help="PNG to write")
     p.add_argument("--title", default="crackset on the held-out plates")
     args = p.parse_args(argv)
-    runs = sorted(((int(n), read(Path(d))) for n, d in (r.split("=", 1) for r in args.runs)))
+    runs = sorted((n, read(folder)) for n, folder in args.runs)
     sizes = [n for n, _ in runs]
     fig = new_figure(figsize=(12, 3.4), layout="constrained")
     axes = fig.subplots(1, len(PANELS) + 1)
