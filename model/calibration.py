@@ -32,13 +32,14 @@ def interval_coverage(error: np.ndarray, sigma: np.ndarray,
                       levels: Sequence[float] = NOMINAL_LEVELS) -> np.ndarray:
     """Observed coverage `(L, D)`: for each level `(L,)` and coordinate column, the fraction of
     the `M` rows whose `|error|` (prediction minus truth, `(M, D)`) is at most `z_level`
-    times the predicted standard deviation `sigma` `(M, D)` (same units); NaN with no row."""
+    times the predicted standard deviation `sigma` `(M, D)` (same units); NaN with no row.
+    A `sigma` of +inf is an interval over everything (a withdrawn one, `model.novelty`)."""
     error, sigma = np.asarray(error, np.float64), np.asarray(sigma, np.float64)
     if error.shape != sigma.shape or error.ndim != 2:
         raise ValueError(f"error and sigma must both be (M, D), got {error.shape} and "
                          f"{sigma.shape}")
-    if not (np.isfinite(error).all() and np.isfinite(sigma).all() and (sigma > 0).all()):
-        raise ValueError("error must be finite and sigma finite and > 0")
+    if not (np.isfinite(error).all() and (sigma > 0).all() and not np.isnan(sigma).any()):
+        raise ValueError("error must be finite and sigma > 0 (+inf allowed)")
     z = np.abs(error) / sigma                                           # (M, D)
     bounds = np.array([central_z(q) for q in levels])                   # (L,)
     if len(z) == 0:

@@ -7,7 +7,10 @@ A checkpoint is a dict of tensors and plain Python values (loadable with
 `model`, `best_model`, `optimizer`, `scheduler`, `rng`, `epoch` (completed), `history`,
 `early_stopping`, `finished`, `params`, `inputs` (path, size, mtime of each input file),
 `setup_hash` and `setup` (the set-up hash and canonical set-up JSON of the shards it was
-trained on, docs/data-format.md; absent in checkpoints from before provenance).
+trained on, docs/data-format.md; absent in checkpoints from before provenance), and for a
+crack-set model `novelty` (`mean` `(D,)`, `precision` `(D, D)` of its training plates'
+embeddings and their number `plates`, `model.novelty`; absent in older checkpoints, whose
+evaluations then report no distance).
 """
 
 from __future__ import annotations

@@ -38,6 +38,7 @@ from model.detection import (DEFAULT_SCORE_THRESHOLD, count_table, crack_matches
 from model.keypoints import BOX_COORDS
 from model.metrics import DEFAULT_SIZE_THRESHOLDS
 from model.nets.crackset import decode_cracks
+from model.novelty import withdraw_intervals
 
 SCORE_THRESHOLDS = tuple(np.round(np.arange(0.05, 0.951, 0.05), 2).tolist())
 COVERAGE_NAMES = (*BOX_COORDS, "end_x", "end_y")
@@ -128,7 +129,8 @@ def crack_scores(decoded: dict, targets: np.ndarray, true_outline: np.ndarray,
                  crack_length: np.ndarray, plate: tuple[float, float], score_threshold: float,
                  size_thresholds: Sequence[float] = DEFAULT_SIZE_THRESHOLDS,
                  levels: Sequence[float] = NOMINAL_LEVELS,
-                 sigma_scale: dict | None = None) -> tuple[dict, dict]:
+                 sigma_scale: dict | None = None,
+                 novel: np.ndarray | None = None) -> tuple[dict, dict]:
     """Every score of a crack-set model on N samples, JSON-able (NaN as None), and the
     matched pairs' errors and standard deviations in metres (`box_error`, `box_sigma`
     `(M, 4)`, `end_error`, `end_sigma` `(2M, 2)`, for the reliability diagram). The scores:
@@ -141,7 +143,11 @@ def crack_scores(decoded: dict, targets: np.ndarray, true_outline: np.ndarray,
     coordinate [m]). With `sigma_scale` (`sigma_scales`)
     the standard deviations are rescaled by it (`scale_sigmas`) for `calibration` and the
     returned errors, and `calibration_unscaled` holds the coverage of the decoded ones: the
-    detection scores do not depend on the standard deviations, so they are computed once."""
+    detection scores do not depend on the standard deviations, so they are computed once.
+    With `novel` `(N,)` (plates far from the training data, `model.novelty`),
+    `calibration_novelty` holds the coverage when those plates' intervals are withdrawn
+    (`withdraw_intervals`: they cover any truth) and `pairs_on_novel_plates` how many
+    matched pairs that concerns."""
     true_box = targets[..., :4]
     pred_outline = decoded["ends"] * np.asarray(plate)                            # (N, K, 2, 2) m
     args = (decoded["box"], decoded["score"], true_box, score_threshold)
@@ -160,8 +166,15 @@ def crack_scores(decoded: dict, targets: np.ndarray, true_outline: np.ndarray,
     }
     if sigma_scale is not None:
         scores["calibration_unscaled"] = _calibration(errors, scale, levels)[0]
-        errors = matched_errors(scale_sigmas(decoded, sigma_scale), targets, slot)
+        decoded = scale_sigmas(decoded, sigma_scale)
+        errors = matched_errors(decoded, targets, slot)
     scores["calibration"], in_metres = _calibration(errors, scale, levels)
+    if novel is not None:
+        withdrawn = matched_errors(withdraw_intervals(decoded, novel), targets, slot)
+        cover = _calibration(withdrawn, scale, levels)[0]
+        scores["calibration_novelty"] = {
+            "box": cover["box"], "ends": cover["ends"],
+            "pairs_on_novel_plates": int(np.isinf(withdrawn["box_sigma"][:, 0]).sum())}
     return _json_safe(scores), in_metres
 
 
@@ -198,16 +211,26 @@ def _json_safe(value):
 
 
 def crack_predictions_dataset(sample: np.ndarray, decoded: dict, targets: np.ndarray,
-                              plate: tuple[float, float], score_threshold: float) -> xr.Dataset:
+                              plate: tuple[float, float], score_threshold: float,
+                              distance: np.ndarray | None = None,
+                              novel: np.ndarray | None = None) -> xr.Dataset:
     """The decoded cracks of `sample` `(N,)` as a Dataset: `score`, `detected` `(sample, slot)`,
     `pred_box`, `pred_box_sigma` `(sample, slot, coord)` (plate fractions), `pred_ends`,
     `pred_ends_sigma` `(sample, slot, end, xy)` [m], and the true `true_box`, `true_ends`
-    `(sample, crack, ...)` alike; NaN pads empty slots and rows."""
+    `(sample, crack, ...)` alike; NaN pads empty slots and rows. With `distance` and `novel`
+    `(N,)` (`model.novelty`), those two per-sample variables too."""
     plate = np.asarray(plate, np.float64)
     n, k = decoded["score"].shape
     frac = {"units": "1", "comment": "xmin, ymin, xmax, ymax as plate fractions"}
     metres = {"units": "m", "comment": "from the plate's lower-left corner"}
     true_ends = targets[..., 4:].reshape(n, -1, 2, 2) * plate
+    per_sample = {} if distance is None else {
+        "distance": ("sample", np.asarray(distance, np.float64),
+                     {"units": "1", "long_name": "Mahalanobis distance of the plate's embedding "
+                      "to the training plates' (model.novelty)"}),
+        "novel": ("sample", np.asarray(novel, np.int8),
+                  {"long_name": "1: distance above the threshold chosen on validation; the "
+                   "plate's intervals are not to be trusted"})}
     return xr.Dataset(
         {
             "score": (("sample", "slot"), decoded["score"], {"units": "1",
@@ -222,6 +245,7 @@ def crack_predictions_dataset(sample: np.ndarray, decoded: dict, targets: np.nda
                                 {"units": "m", "long_name": "predicted standard deviation"}),
             "true_box": (("sample", "crack", "coord"), targets[..., :4].astype(np.float64), frac),
             "true_ends": (("sample", "crack", "end", "xy"), true_ends.astype(np.float64), metres),
+            **per_sample,
         },
         coords={"sample": ("sample", np.asarray(sample, np.int64)),
                 "coord": ("coord", list(BOX_COORDS)), "xy": ("xy", ["x", "y"])},
@@ -271,6 +295,16 @@ def detection_markdown(scores: dict, title: str) -> str:
                      f"{mm(row.get('endpoint_error_m'))} |")
     cal = scores["calibration"]
     levels = [f"{q:g}" for q in cal["box"]["levels"]]
+    novelty, withdrawn = scores.get("novelty"), scores.get("calibration_novelty")
+    if novelty:
+        far = novelty["threshold"]
+        cover = [f"{part} {cell(withdrawn[part]['coverage']['all'].get('0.9'))}"
+                 for part in ("box", "ends")]
+        lines += ["", f"Distance to the training plates: {novelty['novel']} of "
+                  f"{novelty['plates']} plates are novel (Mahalanobis distance above "
+                  f"{far['value']:.2f}, the {far['level']:.0%} quantile on validation; "
+                  f"median distance {novelty['median_distance']:.2f}). With their intervals "
+                  f"withdrawn the 90 % intervals cover: " + ", ".join(cover) + "."]
     lines += ["", "| coordinate | pairs | " + " | ".join(f"{float(q):.0%} interval covers"
                                                        for q in levels) + " |",
               "|---|---:|" + "---:|" * len(levels)]

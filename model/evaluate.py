@@ -28,13 +28,14 @@ from model.calibration import RELIABILITY_LEVELS, central_z, interval_coverage
 from model.checkpoint import check_setup, load_checkpoint, model_from_checkpoint
 from model.data import (Labels, ShardIndex, WavefieldDataset, box_samples, load_labels,
                         read_samples, read_split, target_samples)
-from model.inference import make_loader, predict, resolve_device
+from model.inference import make_loader, predict, predict_embedded, resolve_device
 from model.crack_labels import crack_targets, load_crack_labels, plate_size
 from model.crackset_scoring import (choose_score_threshold, crack_predictions_dataset,
                                     crack_scores, decode_for, detection_markdown, scale_sigmas,
                                     sigma_scales, union_boxes)
 from model.io import DataError, write_netcdf_atomic, write_text_atomic
 from model.keypoints import predicted_mask_boxes
+from model.novelty import choose_distance_threshold, mahalanobis, novelty_report
 from model.perturb import Perturbation
 from model.scoring import (choose_mask_thresholds, condition_info, mask_scores,
                            mask_thresholds_from, predictions_dataset, read_chosen, sigmoid,
@@ -53,15 +54,17 @@ def checkpoint_info(state: dict, checkpoint: Path) -> dict:
 
 def _predict_subset(model, index: ShardIndex, ids: np.ndarray, label_set: Labels, state: dict,
                     batch_size: int, workers: int, device,
-                    perturbation: Perturbation | None = None) -> tuple[np.ndarray, float]:
+                    perturbation: Perturbation | None = None, embedded: bool = False):
     """Raw model output for `ids` (their wavefields perturbed by `perturbation` before the
-    checkpoint's conditioning) and the seconds it took."""
+    checkpoint's conditioning) and the seconds it took; with `embedded`, the output is
+    `(raw, embedding)` (`model.inference.predict_embedded`)."""
     reference = None if state["reference"] is None else state["reference"].numpy()
     dataset = WavefieldDataset(index, ids, label_set, state["stats"], reference,
                                perturb=perturbation)
     try:
         tic = time.perf_counter()
-        out = predict(model, make_loader(dataset, batch_size, workers, device), device)
+        loader = make_loader(dataset, batch_size, workers, device)
+        out = (predict_embedded if embedded else predict)(model, loader, device)
         return out, time.perf_counter() - tic
     finally:
         dataset.close()
@@ -174,8 +177,9 @@ def evaluate_cracks(model, state: dict, index: ShardIndex, label_set: Labels, sp
         raise DataError(f"subset {subset!r} of the split has no sample to score")
     cracks = load_crack_labels(label_set.paths)
     plate = plate_size(index.paths[0])
-    raw, seconds = _predict_subset(model, index, ids, label_set, state, batch_size, workers,
-                                   device, perturbation)
+    distribution = state.get("novelty")   # None: a checkpoint from before model.novelty
+    (raw, embedding), seconds = _predict_subset(model, index, ids, label_set, state, batch_size,
+                                                workers, device, perturbation, embedded=True)
     decoded = decode_for(model, raw)
     targets = crack_targets(cracks, ids, plate)
     if chosen is not None:
@@ -187,22 +191,36 @@ def evaluate_cracks(model, state: dict, index: ShardIndex, label_set: Labels, sp
                             "evaluation")
         threshold = {"value": float(given), "chosen_on": "from_metrics"}
         scales = {**scales, "chosen_on": "from_metrics"}
+        far = chosen.get("novelty_threshold")
+        if distribution is not None and not (isinstance(far, dict)
+                                             and isinstance(far.get("value"), (int, float))):
+            raise DataError("the --from-metrics file lacks the number 'novelty_threshold.value' "
+                            "its checkpoint's training distribution needs: evaluate the main "
+                            "split again with this code")
+        far = None if distribution is None else {**far, "chosen_on": "from_metrics"}
     else:
         val_ids = target_samples(split_dict, "val", label_set, "cracks")
         if len(val_ids) == 0:
             raise DataError("the split's val subset is empty: nothing to choose the detection "
                             "threshold on")
-        val_raw, _ = _predict_subset(model, index, val_ids, label_set, state, batch_size,
-                                     workers, device)
+        (val_raw, val_embedding), _ = _predict_subset(model, index, val_ids, label_set, state,
+                                                      batch_size, workers, device, embedded=True)
         val_decoded, val_targets = decode_for(model, val_raw), crack_targets(cracks, val_ids,
                                                                              plate)
         threshold = choose_score_threshold(val_decoded, val_targets)
         scales = {**sigma_scales(val_decoded, val_targets, threshold["value"]), "chosen_on": "val"}
+        far = (None if distribution is None else
+               choose_distance_threshold(mahalanobis(val_embedding, distribution)))
     t = threshold["value"]
     rows = cracks.labels.rows(ids)
+    distance = None if distribution is None else mahalanobis(embedding, distribution)
+    novel = None if distance is None else distance > far["value"]
     scores, errors = crack_scores(decoded, targets, cracks.outline[rows], cracks.length[rows],
-                                  plate, t, thresholds, sigma_scale=scales)
+                                  plate, t, thresholds, sigma_scale=scales, novel=novel)
     scores["sigma_scale"] = scales
+    scores["novelty_threshold"] = far
+    scores["novelty"] = (None if distance is None else
+                         novelty_report(distance, far, cracks.labels.n_cracks[rows] > 0))
     decoded = scale_sigmas(decoded, scales)
     boxed = label_set.has_crack[label_set.rows(ids)]  # the single-box part: cracked samples
     box_ids, box_rows = ids[boxed], label_set.rows(ids[boxed])
@@ -215,21 +233,23 @@ def evaluate_cracks(model, state: dict, index: ShardIndex, label_set: Labels, sp
     out_dir = Path(out_dir)
     result = write_evaluation(out_dir, preds, result, read_samples(index, box_ids, "crack_mask"),
                               thresholds, state["arch"], history_csv)
-    write_netcdf_atomic(crack_predictions_dataset(ids, decoded, targets, plate, t),
+    write_netcdf_atomic(crack_predictions_dataset(ids, decoded, targets, plate, t, distance,
+                                                  novel),
                         out_dir / "crack_predictions.nc")
     write_text_atomic(detection_markdown(scores, f"{state['arch']} on {subset} ({len(ids)} "
                                          f"samples, detection threshold {t:g})"),
                       out_dir / "detection.md")
     _crack_figures(out_dir / "figures", ids, decoded, cracks, rows, plate, t, errors,
-                   state["arch"])
+                   state["arch"], novel)
     return result
 
 
 def _crack_figures(fig_dir: Path, ids: np.ndarray, decoded: dict, cracks, rows: np.ndarray,
                    plate: tuple[float, float], threshold: float, errors: dict,
-                   name: str) -> None:
+                   name: str, novel: np.ndarray | None) -> None:
     """figures/cracks_{0..3}.png: up to four samples with that many true cracks each (the
-    first in sample order) with their detections; figures/reliability.png."""
+    first in sample order) with their detections, a plate flagged by `novel` marked in its
+    title; figures/reliability.png."""
     z90 = central_z(0.9)
     n_true = cracks.labels.n_cracks[rows]
     for count in range(cracks.box.shape[1] + 1):
@@ -239,8 +259,9 @@ def _crack_figures(fig_dir: Path, ids: np.ndarray, decoded: dict, cracks, rows: 
         panels = []
         for i in picks:
             kept = decoded["score"][i] >= threshold
+            far = " (novel: far from training)" if novel is not None and novel[i] else ""
             panels.append({
-                "title": f"sample {int(ids[i])}: {count} true, {int(kept.sum())} found",
+                "title": f"sample {int(ids[i])}: {count} true, {int(kept.sum())} found{far}",
                 "true_box": cracks.box[rows[i]], "true_outline": cracks.outline[rows[i]],
                 "box": decoded["box"][i][kept], "box_sigma": decoded["box_sigma"][i][kept],
                 "ends": decoded["ends"][i][kept] * np.asarray(plate),

@@ -32,3 +32,19 @@ def predict(model: nn.Module, loader: DataLoader, device: torch.device) -> np.nd
     model.eval()
     out = [model(x.to(device, non_blocking=True)).double().cpu() for x, _ in loader]
     return torch.cat(out).numpy() if out else np.zeros((0, 4))
+
+
+@torch.no_grad()
+def predict_embedded(model: nn.Module, loader: DataLoader,
+                     device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+    """`predict` of a model with `forward_embedded` (a crack-set model): its raw output and
+    its embeddings `(N, D)`, float64, in the order of `loader`."""
+    model.eval()
+    raw, embedding = [], []
+    for x, _ in loader:
+        out, emb = model.forward_embedded(x.to(device, non_blocking=True))
+        raw.append(out.double().cpu())
+        embedding.append(emb.double().cpu())
+    if not raw:
+        raise ValueError("nothing to predict: the loader is empty")
+    return torch.cat(raw).numpy(), torch.cat(embedding).numpy()

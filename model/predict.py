@@ -22,14 +22,18 @@ set-up than the shards.
   a score at least the threshold an evaluation chose (`--from-metrics`, its metrics.json
   `score_threshold`), else 0.5 (`model.crackset_scoring.union_boxes`); no detection gives
   `(0, 0, 0, 0)`. Each crack's own box, end points and intervals come from `evaluate`
-  (crack_predictions.nc).
+  (crack_predictions.nc). When the checkpoint holds its training distribution
+  (`model.novelty`), every sample also gets its `distance` to the training plates and, with
+  `--from-metrics` (its `novelty_threshold`), `novel`: a plate unlike any the model was
+  trained on, whose prediction is not to be trusted.
 - Imaging baselines (`--method rapid|das`): the hyperparameters an earlier `python -m model
   baseline` run chose (`--from-metrics`, required), the pristine reference (`--pristine`);
   the box of the cell scores `>= alpha_box`, by the box rule of the labels that run scored
   against (its metrics.json `box_rule`).
 
 Outputs: `PRED.nc` (below, `predictions_dataset`), `PRED.csv` beside it (same stem; one row
-per sample: `sample`, the box in fractions and in metres, `detected`), and with `--figures`
+per sample: `sample`, the box in fractions and in metres, `detected`, and `distance`, `novel`
+where the file has them), and with `--figures`
 one `DIR/sample-I.png` per requested global sample index `I`.
 """
 
@@ -62,10 +66,12 @@ def to_metres(boxes: np.ndarray, width: float, height: float) -> np.ndarray:
 
 
 def predictions_dataset(sample: np.ndarray, boxes: np.ndarray, width: float, height: float,
-                        attrs: dict, mask_prob: np.ndarray | None = None) -> xr.Dataset:
+                        attrs: dict, mask_prob: np.ndarray | None = None,
+                        per_sample: dict | None = None) -> xr.Dataset:
     """The predictions file: `pred_box` `(sample, coord)` in plate fractions (clipped to
     [0, 1]), `pred_box_m` the same box in metres, `detected` (the box has a positive area),
-    and for mask models and baselines `pred_mask_prob` `(sample, label_y, label_x)`."""
+    for mask models and baselines `pred_mask_prob` `(sample, label_y, label_x)`, and the
+    variables of `per_sample` (`{name: (values (N,), attributes)}`, e.g. `distance`)."""
     frac = np.clip(np.asarray(boxes, np.float64), 0.0, 1.0)
     detected = (frac[:, 2] > frac[:, 0]) & (frac[:, 3] > frac[:, 1])
     data = {
@@ -81,6 +87,8 @@ def predictions_dataset(sample: np.ndarray, boxes: np.ndarray, width: float, hei
         data["pred_mask_prob"] = (("sample", "label_y", "label_x"),
                                   np.asarray(mask_prob, np.float32),
                                   {"units": "1", "long_name": "crack score per label cell"})
+    for name, (values, var_attrs) in (per_sample or {}).items():
+        data[name] = (("sample",), np.asarray(values), var_attrs)
     return xr.Dataset(
         data,
         coords={"sample": ("sample", np.asarray(sample, np.int64),
@@ -93,14 +101,21 @@ def predictions_dataset(sample: np.ndarray, boxes: np.ndarray, width: float, hei
 
 
 def predictions_csv(preds: xr.Dataset) -> str:
-    """One CSV row per sample: `sample`, the box in fractions, in metres, `detected`."""
+    """One CSV row per sample: `sample`, the box in fractions, in metres, `detected`, and
+    `distance`, `novel` where `preds` has them."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["sample", *BOX_COORDS, *(f"{c}_m" for c in BOX_COORDS), "detected"])
-    for s, frac, metres, det in zip(preds["sample"].values, preds["pred_box"].values,
-                                    preds["pred_box_m"].values, preds["detected"].values):
+    extra = [name for name in ("distance", "novel") if name in preds]
+    writer.writerow(["sample", *BOX_COORDS, *(f"{c}_m" for c in BOX_COORDS), "detected",
+                     *extra])
+    columns = [preds[name].values for name in extra]
+    for i, (s, frac, metres, det) in enumerate(zip(preds["sample"].values,
+                                                   preds["pred_box"].values,
+                                                   preds["pred_box_m"].values,
+                                                   preds["detected"].values)):
         writer.writerow([int(s), *(f"{v:.6f}" for v in frac), *(f"{v:.6e}" for v in metres),
-                         int(det)])
+                         int(det), *(f"{float(c[i]):.4f}" if c.dtype.kind == "f" else int(c[i])
+                                     for c in columns)])
     return buffer.getvalue()
 
 
@@ -138,14 +153,16 @@ def shard_geometry(index: ShardIndex) -> dict:
 
 def network_predictions(checkpoint: str | os.PathLike, index: ShardIndex, ids: np.ndarray,
                         from_metrics: str | os.PathLike | None = None, batch_size: int = 32,
-                        device: str = "auto", workers: int = 0) -> tuple[np.ndarray, np.ndarray | None, dict]:
-    """`(boxes (N, 4) fractions, mask probabilities (N, H, W) or None, attributes)` of a
-    checkpoint on `ids`; DataError when the shards' set-up is not the checkpoint's."""
+                        device: str = "auto", workers: int = 0) -> tuple:
+    """`(boxes (N, 4) fractions, mask probabilities (N, H, W) or None, attributes, per-sample
+    variables)` of a checkpoint on `ids` (the last `{}` but for a crack-set model's
+    `distance` and `novel`, module docstring); DataError when the shards' set-up is not the
+    checkpoint's."""
     from model.checkpoint import check_setup, load_checkpoint, model_from_checkpoint
     from model.crackset_scoring import decode_for, union_boxes
     from model.detection import DEFAULT_SCORE_THRESHOLD
     from model.scoring import mask_thresholds_from, read_chosen, sigmoid
-    from model.inference import make_loader, predict, resolve_device
+    from model.inference import make_loader, predict, predict_embedded, resolve_device
 
     state = load_checkpoint(checkpoint)
     check_setup(state, index.setup_hash, index.setup, f"shard {index.paths[0]}", checkpoint)
@@ -153,7 +170,7 @@ def network_predictions(checkpoint: str | os.PathLike, index: ShardIndex, ids: n
     box_rule = common_box_rule({str(checkpoint): state.get(BOX_RULE_ATTR)})
     attrs = {"checkpoint": str(checkpoint), "arch": state["arch"], "target": target,
              BOX_RULE_ATTR: box_rule}
-    threshold = None
+    threshold, chosen = None, {}
     if target == "mask":
         threshold = (mask_thresholds_from(from_metrics, state["arch"])["box"]
                      if from_metrics is not None else DEFAULT_MASK_THRESHOLD)
@@ -181,15 +198,41 @@ def network_predictions(checkpoint: str | os.PathLike, index: ShardIndex, ids: n
                         f"the shards {tuple(index.wave_shape)}")
     dataset = WavefieldDataset(index, ids, unlabelled(ids), state["stats"], reference)
     try:
-        raw = predict(model, make_loader(dataset, batch_size, workers, torch_device), torch_device)
+        loader = make_loader(dataset, batch_size, workers, torch_device)
+        if target == "cracks":
+            raw, embedding = predict_embedded(model, loader, torch_device)
+        else:
+            raw = predict(model, loader, torch_device)
     finally:
         dataset.close()
     if target == "mask":
         prob = sigmoid(raw)
-        return predicted_mask_boxes(prob >= threshold, box_rule), prob, attrs
+        return predicted_mask_boxes(prob >= threshold, box_rule), prob, attrs, {}
     if target == "cracks":
-        return union_boxes(decode_for(model, raw), threshold), None, attrs
-    return raw, None, attrs
+        per_sample = novelty_variables(state.get("novelty"), embedding,
+                                       chosen.get("novelty_threshold"), attrs)
+        return union_boxes(decode_for(model, raw), threshold), None, attrs, per_sample
+    return raw, None, attrs, {}
+
+
+def novelty_variables(distribution: dict | None, embedding: np.ndarray,
+                      threshold: dict | None, attrs: dict) -> dict:
+    """`distance` (and with a `threshold`, `novel`) of each embedding to a checkpoint's
+    training `distribution` (`model.novelty`), as `predictions_dataset`'s `per_sample`;
+    `{}` for a checkpoint without one. Records the threshold in `attrs`."""
+    from model.novelty import mahalanobis
+
+    if distribution is None:
+        return {}
+    distance = mahalanobis(embedding, distribution)
+    out = {"distance": (distance, {"units": "1", "long_name": "Mahalanobis distance of the "
+                                   "plate's embedding to the training plates' (model.novelty)"})}
+    if isinstance(threshold, dict) and isinstance(threshold.get("value"), (int, float)):
+        attrs["novelty_threshold"] = float(threshold["value"])
+        out["novel"] = ((distance > threshold["value"]).astype(np.int8),
+                        {"long_name": "1: unlike every training plate (distance above "
+                         "novelty_threshold); the prediction is not to be trusted"})
+    return out
 
 
 def baseline_predictions(method: str, index: ShardIndex, ids: np.ndarray,
@@ -242,12 +285,15 @@ def run_predict(data: Sequence[str], out: str | os.PathLike,
     ids = index.sample
     geometry = shard_geometry(index)
     if checkpoint is not None:
-        boxes, prob, attrs = network_predictions(checkpoint, index, ids, from_metrics,
-                                                 batch_size, device, workers)
+        boxes, prob, attrs, per_sample = network_predictions(checkpoint, index, ids,
+                                                             from_metrics, batch_size, device,
+                                                             workers)
     else:
         boxes, prob, attrs = baseline_predictions(method, index, ids, pristine, from_metrics)
+        per_sample = {}
     attrs.update(setup_hash=index.setup_hash, shards=", ".join(Path(p).name for p in index.paths))
-    preds = predictions_dataset(ids, boxes, geometry["width"], geometry["height"], attrs, prob)
+    preds = predictions_dataset(ids, boxes, geometry["width"], geometry["height"], attrs, prob,
+                                per_sample)
     write_netcdf_atomic(preds, out)
     write_text_atomic(predictions_csv(preds), csv_path(out))
     if figures is not None and len(wanted):

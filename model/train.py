@@ -14,7 +14,10 @@ dataset yields the model's target, and validation always reports the box IoU (fo
 model, of the box around its mask thresholded at 0.5) so the history compares across models.
 Crack-set models (`target = "cracks"`, e.g. crackset) learn every crack of a sample from the
 per-crack labels, uncracked plates included; their `val_iou` is the mean matched IoU of the
-true cracks (`model.crackset_scoring.matched_iou`).
+true cracks (`model.crackset_scoring.matched_iou`). When such a training finishes, the
+embeddings of its training plates under the best weights are summarised as a Gaussian
+(`model.novelty.fit_distribution`) and stored as the checkpoint's `novelty`: evaluation
+measures how far a new plate lies from them.
 
 Outputs in `out_dir`: `checkpoint.pt` (see model.checkpoint), `history.csv` (epoch,
 train_loss, val_loss, val_iou, lr, seconds), `summary.txt` (layer summary).
@@ -39,16 +42,18 @@ import torch
 from tqdm import tqdm
 
 from model.augment import Augmentation, augmentation
-from model.checkpoint import load_checkpoint, save_checkpoint, training_mismatch
+from model.checkpoint import (load_checkpoint, model_from_checkpoint, save_checkpoint,
+                              training_mismatch)
 from model.data import (SCALINGS, ShardIndex, WavefieldDataset, load_labels, mean_wavefield,
                         normalisation_stats, read_reference, read_split, target_samples)
-from model.inference import make_loader, predict, resolve_device
+from model.inference import make_loader, predict, predict_embedded, resolve_device
 from model.io import DataError, write_text_atomic
 from model.keypoints import predicted_mask_boxes
 from model.losses import BOX_LOSSES, CRACK_LOSSES, DEFAULT_LOSS, MASK_LOSSES, make_loss
 from model.metrics import box_iou
 from model.nets import build_model, model_target
 from model.nets.summary import format_summary, parameter_counts
+from model.novelty import fit_distribution
 
 SCHEDULERS = ("cosine", "plateau")
 HISTORY_FIELDS = ("epoch", "train_loss", "val_loss", "val_iou", "lr", "seconds")
@@ -356,6 +361,12 @@ def train(data: list[str], labels: list[str], split: str, out_dir: str | os.Path
         else:
             state = _fit_gradient(model, train_set, val_set, loss_fn, config, device, base,
                                   state, out_dir, ckpt_path, stop_after, progress)
+            if state["finished"] and hasattr(model, "forward_embedded") and "novelty" not in state:
+                train_set.close()
+                val_set.close()
+                plain = WavefieldDataset(index, train_ids, label_set, stats, reference, target)
+                state["novelty"] = training_distribution(state, plain, config, device)
+                save_checkpoint(state, ckpt_path)
             if ckpt_path != out_dir / "checkpoint.pt" and state["finished"]:
                 save_checkpoint(state, out_dir / "checkpoint.pt")
                 ckpt_path.unlink()
@@ -363,6 +374,22 @@ def train(data: list[str], labels: list[str], split: str, out_dir: str | os.Path
         train_set.close()
         val_set.close()
     return state
+
+
+def training_distribution(state: dict, train_set: WavefieldDataset, config: TrainConfig,
+                          device) -> dict:
+    """The checkpoint's `novelty`: `model.novelty.fit_distribution` of the embeddings of
+    `train_set`'s samples (a dataset without augmentation; closed here) under `state`'s
+    best weights, as tensors (`mean` `(D,)`, `precision` `(D, D)`) and `plates`."""
+    model = model_from_checkpoint(state).to(device)
+    try:
+        loader = make_loader(train_set, config.batch_size, config.workers, device)
+        _, embedding = predict_embedded(model, loader, device)
+    finally:
+        train_set.close()
+    fit = fit_distribution(embedding)
+    return {"mean": torch.from_numpy(fit["mean"]), "precision": torch.from_numpy(fit["precision"]),
+            "plates": fit["plates"]}
 
 
 def _fit_gradient(model, train_set, val_set, loss_fn, config: TrainConfig, device, base: dict,

@@ -206,6 +206,25 @@ def test_trains_with_uncracked_plates_and_evaluates_detection_and_coverage(contr
     for name in ("crack_predictions.nc", "detection.md", "figures/reliability.png",
                  "figures/cracks_1.png", "predictions.nc", "table1.md"):
         assert (out / name).is_file(), name
+    # distance to training: fitted on every training plate, threshold chosen on val
+    assert state["novelty"]["plates"] == len(split["train"])
+    assert metrics["novelty_threshold"]["chosen_on"] == "val"
+    assert metrics["novelty"]["plates"] == len(split["test"])
+    with xr.open_dataset(out / "crack_predictions.nc") as ds:
+        distance, novel = ds["distance"].values, ds["novel"].values.astype(bool)
+    np.testing.assert_array_equal(novel, distance > metrics["novelty_threshold"]["value"])
+    assert metrics["novelty"]["novel"] == novel.sum()
+    cover = metrics["calibration_novelty"]["box"]["coverage"]["all"]["0.9"]
+    assert cover is None or cover >= metrics["calibration"]["box"]["coverage"]["all"]["0.9"]
+    # plates drowned in noise 10 dB above the signal lie far from every training plate
+    noisy = tmp_path / "noisy"
+    assert main(["evaluate", "--data", *data, "--labels", *labels, "--split",
+                 str(contract_data["split"]), "--checkpoint", str(tmp_path / "run/checkpoint.pt"),
+                 "--out-dir", str(noisy), "--device", "cpu", "--from-metrics",
+                 str(out / "metrics.json"), "--perturb", '{"snr_db": -10, "seed": 0}']) == 0
+    far = json.loads((noisy / "metrics.json").read_text())["novelty"]
+    assert far["threshold"]["chosen_on"] == "from_metrics"
+    assert far["novel"] > metrics["novelty"]["novel"] and far["median_distance"] > distance.max()
     # predict: the box around the detections, at the threshold the evaluation chose
     pred = tmp_path / "pred.nc"
     assert main(["predict", "--checkpoint", str(tmp_path / "run/checkpoint.pt"), "--data",
@@ -214,6 +233,12 @@ def test_trains_with_uncracked_plates_and_evaluates_detection_and_coverage(contr
     with xr.open_dataset(pred) as ds:
         assert ds.attrs["score_threshold"] == metrics["score_threshold"]
         assert ds.sizes["sample"] == 20 and ds.attrs["target"] == "cracks"
+        # the same distances as the evaluation's, and the flag at its threshold
+        on_test = ds.sel(sample=np.sort(split["test"]))
+        np.testing.assert_allclose(on_test["distance"].values, distance, rtol=1e-6)
+        np.testing.assert_array_equal(on_test["novel"].values.astype(bool), novel)
+    header = pred.with_suffix(".csv").read_text().splitlines()[0]
+    assert header.endswith(",detected,distance,novel")
 
 
 def test_sigma_scales_make_the_90_percent_intervals_cover_90_percent():

@@ -42,7 +42,12 @@ Choices, and why:
    `exp(logvar / 2)`, trained by the Gaussian negative log-likelihood with the mean held
    fixed (the mean learns by L1); its central interval at level `q` is
    `mean +- Phi^-1((1 + q)/2) sigma`.
-4. Decoding (`decode_cracks`): peaks of `sigmoid(heat)` (equal to their 3x3 max-pool),
+4. Distance to training. `forward_embedded` also returns the encoder's features averaged
+   over the label grid, one `(64,)` vector per plate; `model.novelty` measures how far a
+   new plate's lies from the training plates' and withdraws the intervals of a plate
+   beyond the validation plates' range (the standard deviations alone do not grow enough
+   on shifted data, docs/model.md).
+5. Decoding (`decode_cracks`): peaks of `sigmoid(heat)` (equal to their 3x3 max-pool),
    the `max_cracks` highest ones with a score of at least `min_score`; a detection
    threshold is applied later (evaluation chooses it on the validation subset), so AP sees
    low-score predictions too.
@@ -100,7 +105,13 @@ class CrackSet(DenseNet1DSeg):
             out.bias[HEAT] = -float(np.log((1 - HEAT_PRIOR) / HEAT_PRIOR))
 
     def forward(self, wavefield: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.features(wavefield))  # (B, 17, 16, 16)
+        return self.forward_embedded(wavefield)[0]  # (B, 17, 16, 16)
+
+    def forward_embedded(self, wavefield: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw maps `(B, 17, 16, 16)` and the plate's embedding `(B, d0)`: the encoder's
+        features averaged over the label grid (`model.novelty` measures distances on it)."""
+        features = self.features(wavefield)
+        return self.decoder(features), features.mean(dim=(2, 3))
 
 
 def dense_geometry(raw: torch.Tensor) -> dict[str, torch.Tensor]:
