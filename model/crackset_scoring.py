@@ -34,7 +34,7 @@ import xarray as xr
 from model.calibration import NOMINAL_LEVELS, central_z, coverage_report
 from model.detection import (DEFAULT_SCORE_THRESHOLD, count_table, crack_matches,
                              crack_size_table, detection_intervals, detection_scores,
-                             greedy_flags)
+                             greedy_flags, plate_matches)
 from model.keypoints import BOX_COORDS
 from model.metrics import DEFAULT_SIZE_THRESHOLDS
 from model.nets.crackset import decode_cracks
@@ -148,21 +148,18 @@ def crack_scores(decoded: dict, targets: np.ndarray, true_outline: np.ndarray,
     `calibration_novelty` holds the coverage when those plates' intervals are withdrawn
     (`withdraw_intervals`: they cover any truth) and `pairs_on_novel_plates` how many
     matched pairs that concerns."""
-    true_box = targets[..., :4]
     pred_outline = decoded["ends"] * np.asarray(plate)                            # (N, K, 2, 2) m
-    args = (decoded["box"], decoded["score"], true_box, score_threshold)
-    outlines = {"pred_outline": pred_outline, "true_outline": true_outline}
-    slot, _ = crack_matches(*args)
+    matches = plate_matches(decoded["box"], decoded["score"], targets[..., :4], score_threshold,
+                            pred_outline, true_outline)
+    slot = matches.slot
     scale = np.tile(np.asarray(plate, np.float64), 2)                            # x, y, x, y
     errors = matched_errors(decoded, targets, slot)
     scores = {
         "score_threshold": score_threshold,
-        "detection": detection_scores(*args, **outlines),
-        "detection_interval": detection_intervals(*args, **outlines),
-        "detection_by_count": count_table(*args, **outlines),
-        "detection_by_size": crack_size_table(decoded["box"], decoded["score"], true_box,
-                                              crack_length, size_thresholds, score_threshold,
-                                              **outlines),
+        "detection": detection_scores(matches),
+        "detection_interval": detection_intervals(matches),
+        "detection_by_count": count_table(matches),
+        "detection_by_size": crack_size_table(matches, crack_length, size_thresholds),
     }
     if sigma_scale is not None:
         scores["calibration_unscaled"] = _calibration(errors, scale, levels)[0]

@@ -26,9 +26,11 @@ precision made non-increasing from the right (its envelope), AP = sum over ranks
 recall gained times that precision (the all-point interpolation, without COCO's 101-point
 sampling); NaN with no true crack. AP 0.5:0.95 is the mean over `IOU_THRESHOLDS`.
 
-Intervals (`detection_intervals`): percentile bootstrap over samples, each resample scored
-as `detection_scores` would score it. Every matching is within a sample, so a sample's
-flags, IoUs and errors do not change when it is drawn, and a resample needs no new matching.
+Every matching is within a sample, so a data set is matched once (`plate_matches`) and
+every score, table and interval reads those matches: a subset of the samples (a row of
+`count_table`) or a bootstrap resample (`detection_intervals`: percentile bootstrap over
+samples, each resample scored as `detection_scores` would score it) takes their rows and
+needs no new matching.
 
 Decisions at `score_threshold` (predictions with `score >= score_threshold` are kept):
 precision and recall at IoU 0.5, the count accuracy (kept count = true count), the false
@@ -38,6 +40,7 @@ alarm rate (uncracked samples with a kept prediction), the matched IoU and the o
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -225,45 +228,89 @@ def outline_errors(pred_outline: np.ndarray, true_outline: np.ndarray, slot: np.
     return endpoint, chamfer
 
 
-def detection_scores(pred_box: np.ndarray, score: np.ndarray, true_box: np.ndarray,
-                     score_threshold: float = DEFAULT_SCORE_THRESHOLD,
-                     pred_outline: np.ndarray | None = None,
-                     true_outline: np.ndarray | None = None) -> dict:
-    """Every detection metric of a data set (module docstring), as a dict of floats:
+@dataclass(frozen=True)
+class PlateMatches:
+    """Every matching of a data set of N plates, computed once by `plate_matches`. Each
+    matching is within a plate, so the matches of any subset or resample of the plates are
+    the rows of these (`take`): the scores, their intervals and the tables all read them.
+
+    `score` `(N, K)`; `predicted`, `kept` `(N, K)` (a prediction; one with `score >=
+    score_threshold`); `true` `(N, C)`; `tp` `(T, N, K)` greedy true positives of all
+    predictions at each of `IOU_THRESHOLDS`; `tp50`, `found50` greedy flags of the kept
+    predictions at IoU 0.5; `slot`, `iou` `(N, C)` their Hungarian matching
+    (`crack_matches`); with outlines, `endpoint`, `chamfer` `(N, C)` [m] (`outline_errors`),
+    else None.
+    """
+
+    score: np.ndarray
+    predicted: np.ndarray
+    kept: np.ndarray
+    true: np.ndarray
+    tp: np.ndarray
+    tp50: np.ndarray
+    found50: np.ndarray
+    slot: np.ndarray
+    iou: np.ndarray
+    endpoint: np.ndarray | None = None
+    chamfer: np.ndarray | None = None
+
+    def take(self, rows: np.ndarray) -> "PlateMatches":
+        """The matches of plates `rows` (indices with repeats, or a boolean mask)."""
+        def pick(values):
+            return None if values is None else values[rows]
+
+        return PlateMatches(**{f.name: pick(getattr(self, f.name)) for f in fields(self)
+                               if f.name != "tp"}, tp=self.tp[:, rows])
+
+
+def plate_matches(pred_box: np.ndarray, score: np.ndarray, true_box: np.ndarray,
+                  score_threshold: float = DEFAULT_SCORE_THRESHOLD,
+                  pred_outline: np.ndarray | None = None,
+                  true_outline: np.ndarray | None = None) -> PlateMatches:
+    """All the matchings the detection metrics need (`PlateMatches`), decisions at
+    `score_threshold`; the outline errors only with both outlines."""
+    pred_box, score, true_box = _check(pred_box, score, true_box)
+    predicted, true = _predicted(pred_box, score), _true(true_box)
+    kept = predicted & (score >= score_threshold)
+    tp = np.stack([greedy_flags(pred_box, score, true_box, t)[0] for t in IOU_THRESHOLDS])
+    tp50, found50 = greedy_flags(pred_box, np.where(kept, score, np.nan), true_box, 0.5)
+    slot, iou = crack_matches(pred_box, score, true_box, score_threshold)
+    endpoint = chamfer = None
+    if pred_outline is not None and true_outline is not None:
+        endpoint, chamfer = outline_errors(np.asarray(pred_outline, dtype=np.float64),
+                                           np.asarray(true_outline, dtype=np.float64), slot)
+    return PlateMatches(score=score, predicted=predicted, kept=kept, true=true, tp=tp,
+                        tp50=tp50, found50=found50, slot=slot, iou=iou, endpoint=endpoint,
+                        chamfer=chamfer)
+
+
+def detection_scores(matches: PlateMatches) -> dict:
+    """Every detection metric of a data set (module docstring) from its `plate_matches`, as a
+    dict of floats:
 
     `samples`, `cracks` (true), `predictions` (kept); `AP50`, `AP50_95`; `precision50`,
     `recall50` (kept predictions, greedy at IoU 0.5; NaN with none kept / no crack);
     `matched_IoU` (mean over true cracks, 0 for unmatched; NaN with no crack);
-    `count_accuracy`; `false_alarm_rate` (over uncracked samples, NaN if none); with both
+    `count_accuracy`; `false_alarm_rate` (over uncracked samples, NaN if none); with
     outlines, `endpoint_error_m` and `chamfer_m` (means over matched cracks) and
     `outline_matched` (their count).
     """
-    pred_box, score, true_box = _check(pred_box, score, true_box)
-    predicted, true = _predicted(pred_box, score), _true(true_box)
-    kept = predicted & (score >= score_threshold)
-    n_true, n_kept = int(true.sum()), int(kept.sum())
-    ap = {}
-    for t in IOU_THRESHOLDS:
-        pred_tp, _ = greedy_flags(pred_box, score, true_box, t)
-        ap[t] = average_precision(score[predicted], pred_tp[predicted], n_true)
-    kept_score = np.where(kept, score, np.nan)
-    tp50, found50 = greedy_flags(pred_box, kept_score, true_box, 0.5)
-    slot, iou = crack_matches(pred_box, score, true_box, score_threshold)
-    uncracked = ~true.any(axis=1)
+    m = matches
+    n_true = int(m.true.sum())
+    ap = [average_precision(m.score[m.predicted], tp[m.predicted], n_true) for tp in m.tp]
+    uncracked = ~m.true.any(axis=1)
     result = {
-        "samples": int(len(pred_box)), "cracks": n_true, "predictions": n_kept,
-        "AP50": ap[0.5], "AP50_95": float(np.mean(list(ap.values()))),
-        "precision50": _mean_or_nan(tp50[kept]), "recall50": _mean_or_nan(found50[true]),
-        "matched_IoU": _mean_or_nan(iou[true]),
-        "count_accuracy": _mean_or_nan(kept.sum(axis=1) == true.sum(axis=1)),
-        "false_alarm_rate": _mean_or_nan(kept[uncracked].any(axis=1)),
+        "samples": int(len(m.score)), "cracks": n_true, "predictions": int(m.kept.sum()),
+        "AP50": ap[0], "AP50_95": float(np.mean(ap)),
+        "precision50": _mean_or_nan(m.tp50[m.kept]), "recall50": _mean_or_nan(m.found50[m.true]),
+        "matched_IoU": _mean_or_nan(m.iou[m.true]),
+        "count_accuracy": _mean_or_nan(m.kept.sum(axis=1) == m.true.sum(axis=1)),
+        "false_alarm_rate": _mean_or_nan(m.kept[uncracked].any(axis=1)),
     }
-    if pred_outline is not None and true_outline is not None:
-        endpoint, chamfer = outline_errors(np.asarray(pred_outline, dtype=np.float64),
-                                           np.asarray(true_outline, dtype=np.float64), slot)
-        matched = slot >= 0
-        result.update(endpoint_error_m=_mean_or_nan(endpoint[matched]),
-                      chamfer_m=_mean_or_nan(chamfer[matched]),
+    if m.endpoint is not None:
+        matched = m.slot >= 0
+        result.update(endpoint_error_m=_mean_or_nan(m.endpoint[matched]),
+                      chamfer_m=_mean_or_nan(m.chamfer[matched]),
                       outline_matched=int(matched.sum()))
     return result
 
@@ -272,29 +319,20 @@ INTERVAL_METRICS = ("AP50", "AP50_95", "matched_IoU", "count_accuracy", "false_a
                     "endpoint_error_m")
 
 
-def resampled_scores(pred_box: np.ndarray, score: np.ndarray, true_box: np.ndarray,
-                     draws: np.ndarray, score_threshold: float = DEFAULT_SCORE_THRESHOLD,
-                     pred_outline: np.ndarray | None = None,
-                     true_outline: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """`INTERVAL_METRICS` of `detection_scores` on each resample of the samples: `draws`
-    `(R, N')` sample indices (with repeats) -> `{metric: (R,)}` (NaN where a resample has
-    nothing to score, e.g. no uncracked plate; `endpoint_error_m` only with both outlines).
-    Equal to `detection_scores(pred_box[d], score[d], true_box[d], ...)` for each row `d`."""
-    pred_box, score, true_box = _check(pred_box, score, true_box)
-    predicted, true = _predicted(pred_box, score), _true(true_box)
-    kept = predicted & (score >= score_threshold)
-    n_true = true.sum(axis=1)
-    tp = {t: greedy_flags(pred_box, score, true_box, t)[0] for t in IOU_THRESHOLDS}
-    slot, iou = crack_matches(pred_box, score, true_box, score_threshold)
-    per_sample = {  # (numerator, denominator) of each ratio metric, per sample
-        "matched_IoU": (np.nansum(iou, axis=1), n_true),
-        "count_accuracy": (kept.sum(axis=1) == n_true, np.ones(len(score))),
-        "false_alarm_rate": (kept.any(axis=1) & (n_true == 0), n_true == 0),
+def resampled_scores(matches: PlateMatches, draws: np.ndarray) -> dict[str, np.ndarray]:
+    """`INTERVAL_METRICS` of `detection_scores` on each resample of the plates: `draws`
+    `(R, N')` plate indices (with repeats) -> `{metric: (R,)}` (NaN where a resample has
+    nothing to score, e.g. no uncracked plate; `endpoint_error_m` only with outlines).
+    Equal to `detection_scores(matches.take(d))` for each row `d`, without building them."""
+    m = matches
+    n_true = m.true.sum(axis=1)
+    per_sample = {  # (numerator, denominator) of each ratio metric, per plate
+        "matched_IoU": (np.nansum(m.iou, axis=1), n_true),
+        "count_accuracy": (m.kept.sum(axis=1) == n_true, np.ones(len(m.score))),
+        "false_alarm_rate": (m.kept.any(axis=1) & (n_true == 0), n_true == 0),
     }
-    if pred_outline is not None and true_outline is not None:
-        endpoint, _ = outline_errors(np.asarray(pred_outline, dtype=np.float64),
-                                     np.asarray(true_outline, dtype=np.float64), slot)
-        per_sample["endpoint_error_m"] = (np.nansum(endpoint, axis=1), (slot >= 0).sum(axis=1))
+    if m.endpoint is not None:
+        per_sample["endpoint_error_m"] = (np.nansum(m.endpoint, axis=1), (m.slot >= 0).sum(axis=1))
     draws = np.asarray(draws)
     result = {}
     for name, (num, den) in per_sample.items():
@@ -303,34 +341,30 @@ def resampled_scores(pred_box: np.ndarray, score: np.ndarray, true_box: np.ndarr
                                  where=den_r > 0)
     ap = np.empty((len(IOU_THRESHOLDS), len(draws)))
     for r, rows in enumerate(draws):
-        mask, drawn_score, n = predicted[rows], score[rows], int(n_true[rows].sum())
-        for i, t in enumerate(IOU_THRESHOLDS):
-            ap[i, r] = average_precision(drawn_score[mask], tp[t][rows][mask], n)
+        mask, drawn_score, n = m.predicted[rows], m.score[rows], int(n_true[rows].sum())
+        for i, tp in enumerate(m.tp):
+            ap[i, r] = average_precision(drawn_score[mask], tp[rows][mask], n)
     result["AP50"], result["AP50_95"] = ap[0], ap.mean(axis=0)
     return result
 
 
-def detection_intervals(pred_box: np.ndarray, score: np.ndarray, true_box: np.ndarray,
-                        score_threshold: float = DEFAULT_SCORE_THRESHOLD,
-                        pred_outline: np.ndarray | None = None,
-                        true_outline: np.ndarray | None = None, level: float = 0.95,
+def detection_intervals(matches: PlateMatches, level: float = 0.95,
                         resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED
                         ) -> dict[str, list[float]]:
     """Percentile-bootstrap intervals `{metric: [lo, hi]}` of `INTERVAL_METRICS` over the N
-    samples: the draws of `model.metrics.bootstrap_ci` (`default_rng(seed).integers(0, N,
-    (resamples, N))`), each resample scored by `resampled_scores`, the `(1 - level)/2` and
-    `(1 + level)/2` percentiles of each metric over the resamples that define it (NaN ones
-    left out; `[nan, nan]` if none does). Whole samples are drawn, so the cracks of a plate
-    stay together (a cluster bootstrap for the per-crack metrics)."""
+    plates of `matches`: the draws of `model.metrics.bootstrap_ci` (`default_rng(seed)
+    .integers(0, N, (resamples, N))`), each resample scored by `resampled_scores`, the
+    `(1 - level)/2` and `(1 + level)/2` percentiles of each metric over the resamples that
+    define it (NaN ones left out; `[nan, nan]` if none does). Whole plates are drawn, so the
+    cracks of a plate stay together (a cluster bootstrap for the per-crack metrics)."""
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level}")
     if resamples < 1:
         raise ValueError(f"resamples must be >= 1, got {resamples}")
-    n = len(score)
+    n = len(matches.score)
     draws = np.random.default_rng(seed).integers(0, n, size=(resamples, n))
     result = {}
-    for name, values in resampled_scores(pred_box, score, true_box, draws, score_threshold,
-                                         pred_outline, true_outline).items():
+    for name, values in resampled_scores(matches, draws).items():
         finite = values[np.isfinite(values)]
         result[name] = ([float(v) for v in np.percentile(finite, [50 * (1 - level),
                                                                    50 * (1 + level)])]
@@ -343,56 +377,32 @@ def _mean_or_nan(values: np.ndarray) -> float:
     return float(values.mean()) if values.size else float("nan")
 
 
-def count_table(pred_box: np.ndarray, score: np.ndarray, true_box: np.ndarray,
-                score_threshold: float = DEFAULT_SCORE_THRESHOLD,
-                pred_outline: np.ndarray | None = None,
-                true_outline: np.ndarray | None = None) -> list[dict]:
+def count_table(matches: PlateMatches) -> list[dict]:
     """One row per true crack count `n` = 0 .. C (the `crack` dimension): `n_cracks` and
-    `detection_scores` of the samples with exactly `n` cracks (`samples` 0 and NaN scores
-    for a count no sample has)."""
-    pred_box, score, true_box = _check(pred_box, score, true_box)
-    count = _true(true_box).sum(axis=1)
-    rows = []
-    for n in range(true_box.shape[1] + 1):
-        keep = count == n
-        outlines = ({} if pred_outline is None or true_outline is None else
-                    {"pred_outline": np.asarray(pred_outline)[keep],
-                     "true_outline": np.asarray(true_outline)[keep]})
-        rows.append({"n_cracks": n, **detection_scores(pred_box[keep], score[keep],
-                                                        true_box[keep], score_threshold,
-                                                        **outlines)})
-    return rows
+    `detection_scores` of the plates with exactly `n` cracks (`samples` 0 and NaN scores
+    for a count no plate has)."""
+    count = matches.true.sum(axis=1)
+    return [{"n_cracks": n, **detection_scores(matches.take(count == n))}
+            for n in range(matches.true.shape[1] + 1)]
 
 
-def crack_size_table(pred_box: np.ndarray, score: np.ndarray, true_box: np.ndarray,
-                     crack_length: np.ndarray,
-                     thresholds: Sequence[float] = DEFAULT_SIZE_THRESHOLDS,
-                     score_threshold: float = DEFAULT_SCORE_THRESHOLD,
-                     pred_outline: np.ndarray | None = None,
-                     true_outline: np.ndarray | None = None) -> list[dict]:
+def crack_size_table(matches: PlateMatches, crack_length: np.ndarray,
+                     thresholds: Sequence[float] = DEFAULT_SIZE_THRESHOLDS) -> list[dict]:
     """Per-crack scores by crack size, Table-1 style: one row per threshold `t` [m] over the
     true cracks whose own length `crack_length` `(N, C)` [m] exceeds `t`: `threshold`,
     `cracks`, `recall50` (greedy at IoU 0.5 among kept predictions), `matched_IoU`, and with
-    both outlines `endpoint_error_m`, `chamfer_m` (over the matched ones). NaN for an empty
-    row. (Precision has no crack size: a false positive belongs to no true crack.)"""
-    pred_box, score, true_box = _check(pred_box, score, true_box)
-    kept_score = np.where(score >= score_threshold, score, np.nan)
-    _, found50 = greedy_flags(pred_box, kept_score, true_box, 0.5)
-    slot, iou = crack_matches(pred_box, score, true_box, score_threshold)
-    with_outlines = pred_outline is not None and true_outline is not None
-    if with_outlines:
-        endpoint, chamfer = outline_errors(np.asarray(pred_outline, dtype=np.float64),
-                                           np.asarray(true_outline, dtype=np.float64), slot)
+    outlines `endpoint_error_m`, `chamfer_m` (over the matched ones). NaN for an empty row.
+    (Precision has no crack size: a false positive belongs to no true crack.)"""
+    m = matches
     length = np.asarray(crack_length, dtype=np.float64)
-    true = _true(true_box)
     rows = []
     for t in thresholds:
-        keep = true & (length > t)
+        keep = m.true & (length > t)
         row = {"threshold": float(t), "cracks": int(keep.sum()),
-               "recall50": _mean_or_nan(found50[keep]), "matched_IoU": _mean_or_nan(iou[keep])}
-        if with_outlines:
-            matched = keep & (slot >= 0)
-            row.update(endpoint_error_m=_mean_or_nan(endpoint[matched]),
-                       chamfer_m=_mean_or_nan(chamfer[matched]))
+               "recall50": _mean_or_nan(m.found50[keep]), "matched_IoU": _mean_or_nan(m.iou[keep])}
+        if m.endpoint is not None:
+            matched = keep & (m.slot >= 0)
+            row.update(endpoint_error_m=_mean_or_nan(m.endpoint[matched]),
+                       chamfer_m=_mean_or_nan(m.chamfer[matched]))
         rows.append(row)
     return rows

@@ -256,16 +256,17 @@ def test_a_labels_file_without_per_crack_variables_is_refused_with_the_fix(tiny,
 def test_the_labels_scored_as_predictions_of_themselves_are_perfect_detections(tiny):
     """The per-crack labels in the detection metrics' layout: every score is 1 (or 0 for a
     count no sample has), every error 0."""
-    from model.detection import count_table, detection_scores
+    from model.detection import count_table, detection_scores, plate_matches
 
     crack = load_crack_labels([tiny["labels_path"]])
     score = np.where(crack.exists(), 1.0, np.nan)
-    scores = detection_scores(crack.box, score, crack.box, pred_outline=crack.outline,
-                              true_outline=crack.outline)
+    scores = detection_scores(plate_matches(crack.box, score, crack.box,
+                                            pred_outline=crack.outline,
+                                            true_outline=crack.outline))
     assert scores["cracks"] == scores["predictions"] == scores["outline_matched"] > 0
     for name in ("AP50", "AP50_95", "precision50", "recall50", "matched_IoU", "count_accuracy"):
         assert scores[name] == 1.0, name
     assert scores["false_alarm_rate"] == 0.0
     assert scores["endpoint_error_m"] == 0.0 and scores["chamfer_m"] == pytest.approx(0, abs=1e-15)
-    rows = count_table(crack.box, score, crack.box)
+    rows = count_table(plate_matches(crack.box, score, crack.box))
     assert [r["samples"] for r in rows] == np.bincount(crack.labels.n_cracks, minlength=3).tolist()

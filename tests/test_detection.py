@@ -15,7 +15,7 @@ from model.detection import (INTERVAL_METRICS, IOU_THRESHOLDS, average_precision
                              chamfer_distance, count_table, crack_matches, crack_size_table,
                              detection_intervals, detection_scores, endpoint_error,
                              match_greedy, match_hungarian, outline_chamfer, pairwise_iou,
-                             resample_outline, resampled_scores)
+                             plate_matches, resample_outline, resampled_scores)
 from model.metrics import box_iou
 
 NAN4 = [np.nan] * 4
@@ -120,7 +120,7 @@ def test_ap_of_the_hand_built_case():
     pred, score, true = two_samples()
     assert box_iou(pred[0, 3:4], true[0, 1:2])[0] == pytest.approx(0.62)
     assert IOU_THRESHOLDS == (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
-    scores = detection_scores(pred, score, true, score_threshold=0.55)
+    scores = detection_scores(plate_matches(pred, score, true, score_threshold=0.55))
     assert scores["AP50"] == pytest.approx(34 / 45, abs=1e-12)
     assert scores["AP50_95"] == pytest.approx(277 / 450, abs=1e-12)
 
@@ -131,12 +131,12 @@ def test_decisions_at_the_score_threshold_by_hand():
     B 0 (its only overlapping prediction, 0.5, is not kept): 2/3. At 0.45 B is found with
     IoU 0.62."""
     pred, score, true = two_samples()
-    scores = detection_scores(pred, score, true, score_threshold=0.55)
+    scores = detection_scores(plate_matches(pred, score, true, score_threshold=0.55))
     assert (scores["precision50"], scores["recall50"]) == (0.5, pytest.approx(2 / 3))
     assert scores["count_accuracy"] == 0.5 and scores["predictions"] == 4
     assert scores["matched_IoU"] == pytest.approx(2 / 3)
     assert math.isnan(scores["false_alarm_rate"])  # no uncracked sample
-    low = detection_scores(pred, score, true, score_threshold=0.45)
+    low = detection_scores(plate_matches(pred, score, true, score_threshold=0.45))
     assert low["recall50"] == 1.0 and low["matched_IoU"] == pytest.approx((2 + 0.62) / 3)
 
 
@@ -145,7 +145,7 @@ def test_false_alarms_count_uncracked_plates_with_a_kept_prediction():
     pred = np.array([[box], [box], [NAN4], [box]])
     score = np.array([[0.9], [0.2], [np.nan], [0.9]])
     true = np.array([[NAN4], [NAN4], [NAN4], [box]])
-    scores = detection_scores(pred, score, true)
+    scores = detection_scores(plate_matches(pred, score, true))
     assert scores["false_alarm_rate"] == pytest.approx(1 / 3)
     assert scores["count_accuracy"] == 0.75   # sample 0 predicts 1 crack where there is none
 
@@ -204,8 +204,9 @@ def test_outline_errors_in_the_data_set_scores_are_over_matched_cracks():
     true = np.array([[box], [box]])
     true_outline = np.array([[[[0.0, 0.0], [0.01, 0.0]]], [[[0.0, 0.0], [0.01, 0.0]]]])
     pred_outline = true_outline + [0.0, 0.001]
-    scores = detection_scores(pred, np.array([[0.9], [np.nan]]), true,
-                              pred_outline=pred_outline, true_outline=true_outline)
+    scores = detection_scores(plate_matches(pred, np.array([[0.9], [np.nan]]), true,
+                                            pred_outline=pred_outline,
+                                            true_outline=true_outline))
     assert scores["outline_matched"] == 1
     assert scores["endpoint_error_m"] == pytest.approx(0.001)
     assert scores["chamfer_m"] == pytest.approx(0.001)
@@ -216,8 +217,9 @@ def test_outline_errors_in_the_data_set_scores_are_over_matched_cracks():
 def test_count_table_splits_samples_by_their_true_crack_count():
     pred, score, true = two_samples()
     uncracked = np.array([[NAN4, NAN4]])
-    rows = count_table(np.concatenate([pred, pred[1:2]]), np.concatenate([score, score[1:2]]),
-                       np.concatenate([true, uncracked]), score_threshold=0.55)
+    rows = count_table(plate_matches(np.concatenate([pred, pred[1:2]]),
+                                     np.concatenate([score, score[1:2]]),
+                                     np.concatenate([true, uncracked]), score_threshold=0.55))
     assert [r["n_cracks"] for r in rows] == [0, 1, 2]
     assert [r["samples"] for r in rows] == [1, 1, 1]
     assert rows[0]["false_alarm_rate"] == 1.0 and math.isnan(rows[0]["AP50"])
@@ -229,8 +231,8 @@ def test_count_table_splits_samples_by_their_true_crack_count():
 def test_crack_size_table_rows_hold_the_cracks_longer_than_each_threshold():
     pred, score, true = two_samples()
     length = np.array([[0.005, 0.015], [0.010, np.nan]])   # A, B, C [m]
-    rows = crack_size_table(pred, score, true, length, thresholds=[0.0, 0.008, 0.012, 0.02],
-                            score_threshold=0.55)
+    rows = crack_size_table(plate_matches(pred, score, true, score_threshold=0.55), length,
+                            thresholds=[0.0, 0.008, 0.012, 0.02])
     assert [r["cracks"] for r in rows] == [3, 2, 1, 0]
     assert rows[0]["recall50"] == pytest.approx(2 / 3)
     assert rows[1]["recall50"] == 0.5 and rows[2]["recall50"] == 0.0   # B is missed
@@ -262,11 +264,11 @@ def test_resampled_scores_equal_scoring_each_resample_from_scratch():
     pred, score, true, pred_ends, true_ends = random_detections(rng, 12)
     draws = rng.integers(0, 12, size=(25, 12))
     draws[0] = np.flatnonzero(np.isnan(true[:, 0, 0]))[0]   # uncracked plates only
-    got = resampled_scores(pred, score, true, draws, 0.4, pred_ends, true_ends)
+    got = resampled_scores(plate_matches(pred, score, true, 0.4, pred_ends, true_ends), draws)
     assert set(got) == set(INTERVAL_METRICS)
     for r, rows in enumerate(draws):
-        brute = detection_scores(pred[rows], score[rows], true[rows], 0.4, pred_ends[rows],
-                                 true_ends[rows])
+        brute = detection_scores(plate_matches(pred[rows], score[rows], true[rows], 0.4,
+                                               pred_ends[rows], true_ends[rows]))
         for name in INTERVAL_METRICS:
             np.testing.assert_allclose(got[name][r], brute[name], rtol=1e-12, atol=1e-15,
                                        err_msg=f"{name}, resample {r}")
@@ -276,11 +278,11 @@ def test_resampled_scores_equal_scoring_each_resample_from_scratch():
 def test_intervals_are_the_percentiles_of_the_resampled_scores_and_hold_the_estimate():
     rng = np.random.default_rng(6)
     pred, score, true, pred_ends, true_ends = random_detections(rng, 60)
-    intervals = detection_intervals(pred, score, true, 0.5, pred_ends, true_ends,
-                                    resamples=300, seed=3)
+    matches = plate_matches(pred, score, true, 0.5, pred_ends, true_ends)
+    intervals = detection_intervals(matches, resamples=300, seed=3)
     draws = np.random.default_rng(3).integers(0, 60, size=(300, 60))
-    values = resampled_scores(pred, score, true, draws, 0.5, pred_ends, true_ends)
-    point = detection_scores(pred, score, true, 0.5, pred_ends, true_ends)
+    values = resampled_scores(matches, draws)
+    point = detection_scores(matches)
     for name in INTERVAL_METRICS:
         finite = values[name][np.isfinite(values[name])]
         np.testing.assert_allclose(intervals[name], np.percentile(finite, [2.5, 97.5]))
@@ -294,9 +296,23 @@ def test_identical_samples_give_an_interval_of_zero_width():
     while np.isnan(true[0, 0, 0]) or np.isnan(score[0, 0]):
         pred, score, true, _, _ = random_detections(rng, 1)
     many = [np.repeat(a, 20, axis=0) for a in (pred, score, true)]
-    point = detection_scores(*many, 0.5)
-    intervals = detection_intervals(*many, 0.5, resamples=50)
+    matches = plate_matches(*many, 0.5)
+    point = detection_scores(matches)
+    intervals = detection_intervals(matches, resamples=50)
     assert set(intervals) == set(INTERVAL_METRICS) - {"endpoint_error_m"}   # no outlines
     assert np.isnan(intervals.pop("false_alarm_rate")).all()   # no uncracked plate to score
     for name, (lo, hi) in intervals.items():
         assert lo == pytest.approx(point[name]) and hi == pytest.approx(point[name]), name
+
+
+def test_the_matches_of_a_subset_score_as_matching_that_subset_from_scratch():
+    rng = np.random.default_rng(8)
+    pred, score, true, pred_ends, true_ends = random_detections(rng, 15)
+    matches = plate_matches(pred, score, true, 0.45, pred_ends, true_ends)
+    for rows in (rng.integers(0, 15, 15), np.isnan(true[:, 1, 0]), np.array([3, 3, 3])):
+        brute = detection_scores(plate_matches(pred[rows], score[rows], true[rows], 0.45,
+                                               pred_ends[rows], true_ends[rows]))
+        got = detection_scores(matches.take(rows))
+        assert got.keys() == brute.keys()
+        np.testing.assert_allclose([got[k] for k in got], [brute[k] for k in got], rtol=1e-12,
+                                   atol=1e-15)
