@@ -259,9 +259,9 @@ def _crack_figures(fig_dir: Path, ids: np.ndarray, decoded: dict, cracks, rows: 
         panels = []
         for i in picks:
             kept = decoded["score"][i] >= threshold
-            far = " (novel: far from training)" if novel is not None and novel[i] else ""
+            flag = "\nnovel: far from training" if novel is not None and novel[i] else ""
             panels.append({
-                "title": f"sample {int(ids[i])}: {count} true, {int(kept.sum())} found{far}",
+                "title": f"sample {int(ids[i])}: {count} true, {int(kept.sum())} found{flag}",
                 "true_box": cracks.box[rows[i]], "true_outline": cracks.outline[rows[i]],
                 "box": decoded["box"][i][kept], "box_sigma": decoded["box_sigma"][i][kept],
                 "ends": decoded["ends"][i][kept] * np.asarray(plate),
