@@ -38,7 +38,7 @@ def interval_coverage(error: np.ndarray, sigma: np.ndarray,
     if error.shape != sigma.shape or error.ndim != 2:
         raise ValueError(f"error and sigma must both be (M, D), got {error.shape} and "
                          f"{sigma.shape}")
-    if not (np.isfinite(error).all() and (sigma > 0).all() and not np.isnan(sigma).any()):
+    if not (np.isfinite(error).all() and (sigma > 0).all()):   # NaN > 0 is False
         raise ValueError("error must be finite and sigma > 0 (+inf allowed)")
     z = np.abs(error) / sigma                                           # (M, D)
     bounds = np.array([central_z(q) for q in levels])                   # (L,)
