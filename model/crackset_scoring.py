@@ -38,7 +38,7 @@ from model.detection import (DEFAULT_SCORE_THRESHOLD, count_table, crack_matches
 from model.keypoints import BOX_COORDS
 from model.metrics import DEFAULT_SIZE_THRESHOLDS
 from model.nets.crackset import decode_cracks
-from model.novelty import withdraw_intervals
+from model.novelty import novelty_variables, withdraw_intervals
 
 SCORE_THRESHOLDS = tuple(np.round(np.arange(0.05, 0.951, 0.05), 2).tolist())
 COVERAGE_NAMES = (*BOX_COORDS, "end_x", "end_y")
@@ -221,13 +221,7 @@ def crack_predictions_dataset(sample: np.ndarray, decoded: dict, targets: np.nda
     frac = {"units": "1", "comment": "xmin, ymin, xmax, ymax as plate fractions"}
     metres = {"units": "m", "comment": "from the plate's lower-left corner"}
     true_ends = targets[..., 4:].reshape(n, -1, 2, 2) * plate
-    per_sample = {} if distance is None else {
-        "distance": ("sample", np.asarray(distance, np.float64),
-                     {"units": "1", "long_name": "Mahalanobis distance of the plate's embedding "
-                      "to the training plates' (model.novelty)"}),
-        "novel": ("sample", np.asarray(novel, np.int8),
-                  {"long_name": "1: distance above the threshold chosen on validation; the "
-                   "plate's intervals are not to be trusted"})}
+    per_sample = {} if distance is None else novelty_variables(distance, novel)
     return xr.Dataset(
         {
             "score": (("sample", "slot"), decoded["score"], {"units": "1",

@@ -35,7 +35,8 @@ from model.crackset_scoring import (choose_score_threshold, crack_predictions_da
                                     sigma_scales, union_boxes)
 from model.io import DataError, write_netcdf_atomic, write_text_atomic
 from model.keypoints import predicted_mask_boxes
-from model.novelty import choose_distance_threshold, mahalanobis, novelty_report
+from model.novelty import (choose_distance_threshold, given_threshold, mahalanobis,
+                           novel_plates, novelty_report)
 from model.perturb import Perturbation
 from model.scoring import (choose_mask_thresholds, condition_info, mask_scores,
                            mask_thresholds_from, predictions_dataset, read_chosen, sigmoid,
@@ -191,9 +192,8 @@ def evaluate_cracks(model, state: dict, index: ShardIndex, label_set: Labels, sp
                             "evaluation")
         threshold = {"value": float(given), "chosen_on": "from_metrics"}
         scales = {**scales, "chosen_on": "from_metrics"}
-        far = chosen.get("novelty_threshold")
-        if distribution is not None and not (isinstance(far, dict)
-                                             and isinstance(far.get("value"), (int, float))):
+        far = given_threshold(chosen)
+        if distribution is not None and far is None:
             raise DataError("the --from-metrics file lacks the number 'novelty_threshold.value' "
                             "its checkpoint's training distribution needs: evaluate the main "
                             "split again with this code")
@@ -214,7 +214,7 @@ def evaluate_cracks(model, state: dict, index: ShardIndex, label_set: Labels, sp
     t = threshold["value"]
     rows = cracks.labels.rows(ids)
     distance = None if distribution is None else mahalanobis(embedding, distribution)
-    novel = None if distance is None else distance > far["value"]
+    novel = None if distance is None else novel_plates(distance, far)
     scores, errors = crack_scores(decoded, targets, cracks.outline[rows], cracks.length[rows],
                                   plate, t, thresholds, sigma_scale=scales, novel=novel)
     scores["sigma_scale"] = scales

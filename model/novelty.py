@@ -68,6 +68,33 @@ def choose_distance_threshold(val_distance: np.ndarray, level: float = LEVEL) ->
             "chosen_on": "val", "plates": int(val_distance.size)}
 
 
+def given_threshold(chosen: dict) -> dict | None:
+    """The `novelty_threshold` of an evaluation's metrics.json (`chosen`) when it holds a
+    number `value`, else None."""
+    threshold = chosen.get("novelty_threshold")
+    valid = isinstance(threshold, dict) and isinstance(threshold.get("value"), (int, float))
+    return threshold if valid else None
+
+
+def novel_plates(distance: np.ndarray, threshold: dict) -> np.ndarray:
+    """`(N,)` bool: the plates whose distance exceeds the threshold's `value`."""
+    return np.asarray(distance, np.float64) > threshold["value"]
+
+
+def novelty_variables(distance: np.ndarray, novel: np.ndarray | None) -> dict:
+    """The per-plate variables of a predictions file, `{name: ("sample", values (N,),
+    attributes)}` for xarray: `distance`, and `novel` (int8) when flags are given."""
+    variables = {"distance": ("sample", np.asarray(distance, np.float64), {
+        "units": "1",
+        "long_name": "Mahalanobis distance of the plate's embedding to the training plates' "
+                     "(model.novelty)"})}
+    if novel is not None:
+        variables["novel"] = ("sample", np.asarray(novel, np.int8), {
+            "long_name": "1: distance above the threshold chosen on validation, a plate unlike "
+                         "every training plate; its prediction is not to be trusted"})
+    return variables
+
+
 def withdraw_intervals(decoded: dict, novel: np.ndarray) -> dict:
     """`decoded` (`model.nets.crackset.decode_cracks`) with the standard deviations of the
     plates flagged by `novel` `(N,)` set to +inf (filled slots only; empty ones stay NaN)."""
@@ -85,7 +112,7 @@ def novelty_report(distance: np.ndarray, threshold: dict, has_crack: np.ndarray)
     fraction flagged novel (all, cracked, uncracked plates; None for an empty group) and
     the median distance."""
     distance, has_crack = np.asarray(distance, np.float64), np.asarray(has_crack, bool)
-    novel = distance > threshold["value"]
+    novel = novel_plates(distance, threshold)
 
     def fraction(mask: np.ndarray):
         return float(novel[mask].mean()) if mask.any() else None

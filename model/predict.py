@@ -53,6 +53,7 @@ from model.io import (DataError, SHARD_VARIABLES, check_finite, check_output_dir
                       write_netcdf_atomic, write_text_atomic)
 from model.keypoints import (BOX_COORDS, BOX_RULE_ATTR, common_box_rule, masks_to_boxes,
                              predicted_mask_boxes)
+from model.novelty import given_threshold, mahalanobis, novel_plates, novelty_variables
 
 DEFAULT_MASK_THRESHOLD = 0.5
 
@@ -71,7 +72,8 @@ def predictions_dataset(sample: np.ndarray, boxes: np.ndarray, width: float, hei
     """The predictions file: `pred_box` `(sample, coord)` in plate fractions (clipped to
     [0, 1]), `pred_box_m` the same box in metres, `detected` (the box has a positive area),
     for mask models and baselines `pred_mask_prob` `(sample, label_y, label_x)`, and the
-    variables of `per_sample` (`{name: (values (N,), attributes)}`, e.g. `distance`)."""
+    variables of `per_sample` (`{name: ("sample", values (N,), attributes)}`, e.g.
+    `model.novelty.novelty_variables`)."""
     frac = np.clip(np.asarray(boxes, np.float64), 0.0, 1.0)
     detected = (frac[:, 2] > frac[:, 0]) & (frac[:, 3] > frac[:, 1])
     data = {
@@ -87,8 +89,7 @@ def predictions_dataset(sample: np.ndarray, boxes: np.ndarray, width: float, hei
         data["pred_mask_prob"] = (("sample", "label_y", "label_x"),
                                   np.asarray(mask_prob, np.float32),
                                   {"units": "1", "long_name": "crack score per label cell"})
-    for name, (values, var_attrs) in (per_sample or {}).items():
-        data[name] = (("sample",), np.asarray(values), var_attrs)
+    data.update(per_sample or {})
     return xr.Dataset(
         data,
         coords={"sample": ("sample", np.asarray(sample, np.int64),
@@ -209,30 +210,25 @@ def network_predictions(checkpoint: str | os.PathLike, index: ShardIndex, ids: n
         prob = sigmoid(raw)
         return predicted_mask_boxes(prob >= threshold, box_rule), prob, attrs, {}
     if target == "cracks":
-        per_sample = novelty_variables(state.get("novelty"), embedding,
-                                       chosen.get("novelty_threshold"), attrs)
+        per_sample = distance_to_training(state.get("novelty"), embedding,
+                                          given_threshold(chosen), attrs)
         return union_boxes(decode_for(model, raw), threshold), None, attrs, per_sample
     return raw, None, attrs, {}
 
 
-def novelty_variables(distribution: dict | None, embedding: np.ndarray,
-                      threshold: dict | None, attrs: dict) -> dict:
-    """`distance` (and with a `threshold`, `novel`) of each embedding to a checkpoint's
-    training `distribution` (`model.novelty`), as `predictions_dataset`'s `per_sample`;
-    `{}` for a checkpoint without one. Records the threshold in `attrs`."""
-    from model.novelty import mahalanobis
-
+def distance_to_training(distribution: dict | None, embedding: np.ndarray,
+                         threshold: dict | None, attrs: dict) -> dict:
+    """`model.novelty.novelty_variables` of each embedding's distance to a checkpoint's
+    training `distribution` (with `novel` only when a `threshold` is given, which is then
+    recorded in `attrs`); `{}` for a checkpoint without one."""
     if distribution is None:
         return {}
     distance = mahalanobis(embedding, distribution)
-    out = {"distance": (distance, {"units": "1", "long_name": "Mahalanobis distance of the "
-                                   "plate's embedding to the training plates' (model.novelty)"})}
-    if isinstance(threshold, dict) and isinstance(threshold.get("value"), (int, float)):
+    novel = None
+    if threshold is not None:
         attrs["novelty_threshold"] = float(threshold["value"])
-        out["novel"] = ((distance > threshold["value"]).astype(np.int8),
-                        {"long_name": "1: unlike every training plate (distance above "
-                         "novelty_threshold); the prediction is not to be trusted"})
-    return out
+        novel = novel_plates(distance, threshold)
+    return novelty_variables(distance, novel)
 
 
 def baseline_predictions(method: str, index: ShardIndex, ids: np.ndarray,

@@ -364,6 +364,9 @@ def train(data: list[str], labels: list[str], split: str, out_dir: str | os.Path
             if state["finished"] and hasattr(model, "forward_embedded") and "novelty" not in state:
                 train_set.close()
                 val_set.close()
+                if progress:
+                    print(f"distance to training: embedding the {len(train_ids)} training "
+                          "plates (model.novelty)", flush=True)
                 plain = WavefieldDataset(index, train_ids, label_set, stats, reference, target)
                 state["novelty"] = training_distribution(state, plain, config, device)
                 save_checkpoint(state, ckpt_path)

@@ -81,3 +81,12 @@ def test_report_counts_novel_plates_by_crack_presence():
     assert report["median_distance"] == 2.0
     assert novelty_report(distance[2:], {"value": 4.0}, has_crack[2:])[
         "novel_fraction_cracked"] is None
+
+
+def test_a_threshold_is_taken_from_metrics_only_when_it_holds_a_number():
+    from model.novelty import given_threshold
+
+    assert given_threshold({"novelty_threshold": {"value": 3, "level": 0.99}})["value"] == 3
+    assert given_threshold({}) is None
+    assert given_threshold({"novelty_threshold": None}) is None
+    assert given_threshold({"novelty_threshold": {"value": "3"}}) is None
