@@ -17,6 +17,8 @@ from statistics import NormalDist
 
 import numpy as np
 
+from model.metrics import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
+
 NOMINAL_LEVELS = (0.5, 0.9)
 RELIABILITY_LEVELS = tuple(np.round(np.arange(0.05, 0.951, 0.05), 2).tolist())
 
@@ -47,11 +49,45 @@ def interval_coverage(error: np.ndarray, sigma: np.ndarray,
     return (z[None, :, :] <= bounds[:, None, None]).mean(axis=1)
 
 
+def coverage_interval(error: np.ndarray, sigma: np.ndarray, plates: np.ndarray,
+                      levels: Sequence[float] = NOMINAL_LEVELS, level: float = 0.95,
+                      resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED
+                      ) -> np.ndarray:
+    """Percentile-bootstrap interval `(L, 2)` of the pooled coverage (every coordinate of
+    every row, `interval_coverage` of the flattened arrays) at each of `levels`, drawing whole
+    plates: `plates` `(M,)` labels the plate of each row of `error`, `sigma` `(M, D)`, so the
+    rows and coordinates of one plate stay together (they share its wavefield, and are not
+    independent). The draws are `model.metrics.bootstrap_ci`'s over the P distinct plates;
+    `(1 - level)/2` and `(1 + level)/2` percentiles; NaN with no row."""
+    error, sigma = np.asarray(error, np.float64), np.asarray(sigma, np.float64)
+    levels = list(levels)
+    if len(error) == 0:
+        return np.full((len(levels), 2), np.nan)
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    _, plate = np.unique(np.asarray(plates), return_inverse=True)
+    if plate.shape != (len(error),):
+        raise ValueError(f"plates must be ({len(error)},), got {np.shape(plates)}")
+    bounds = np.array([central_z(q) for q in levels])                           # (L,)
+    covered = (np.abs(error) / sigma)[None] <= bounds[:, None, None]             # (L, M, D)
+    n_plates = plate.max() + 1
+    hits = np.stack([np.bincount(plate, c.sum(axis=1), n_plates) for c in covered])  # (L, P)
+    total = np.bincount(plate, minlength=n_plates) * error.shape[1]                # (P,)
+    draws = np.random.default_rng(seed).integers(0, n_plates, size=(resamples, n_plates))
+    weight = np.zeros((resamples, n_plates))
+    np.add.at(weight, (np.arange(resamples)[:, None], draws), 1.0)
+    fractions = (weight @ hits.T) / (weight @ total)[:, None]                    # (R, L)
+    return np.percentile(fractions, [50 * (1 - level), 50 * (1 + level)], axis=0).T
+
+
 def coverage_report(error: np.ndarray, sigma: np.ndarray, names: Sequence[str],
-                    levels: Sequence[float] = NOMINAL_LEVELS) -> dict:
+                    levels: Sequence[float] = NOMINAL_LEVELS,
+                    plates: np.ndarray | None = None) -> dict:
     """`interval_coverage` as a JSON-able dict: `pairs` (M), `levels`, `coverage`
     `{name: {level: fraction}}` per coordinate column named by `names` and `"all"` (every
-    coordinate pooled); fractions are None with no row."""
+    coordinate pooled); fractions are None with no row. With `plates` `(M,)` (the plate of
+    each row), `interval_all` `{level: [lo, hi]}`: the 95 % plate-bootstrap interval of the
+    pooled coverage (`coverage_interval`)."""
     error, sigma = np.asarray(error, np.float64), np.asarray(sigma, np.float64)
     if error.ndim != 2 or error.shape[1] != len(names):
         raise ValueError(f"error must be (M, {len(names)}) for the names {list(names)}, "
@@ -64,5 +100,10 @@ def coverage_report(error: np.ndarray, sigma: np.ndarray, names: Sequence[str],
 
     coverage = {name: level_dict(per[:, d]) for d, name in enumerate(names)}
     coverage["all"] = level_dict(pooled)
-    return {"pairs": int(len(error)), "levels": [float(q) for q in levels],
-            "coverage": coverage}
+    report = {"pairs": int(len(error)), "levels": [float(q) for q in levels],
+              "coverage": coverage}
+    if plates is not None:
+        interval = coverage_interval(error, sigma, plates, levels)
+        report["interval_all"] = {f"{q:g}": (None if np.isnan(lo) else [float(lo), float(hi)])
+                                  for q, (lo, hi) in zip(levels, interval)}
+    return report

@@ -122,7 +122,8 @@ def matched_errors(decoded: dict, targets: np.ndarray, slot: np.ndarray) -> dict
     swapped = np.linalg.norm(pred_ends - true_ends[:, ::-1], axis=-1).sum(-1)
     true_ends = np.where((swapped < same)[:, None, None], true_ends[:, ::-1], true_ends)
     return {"box_error": box_error, "box_sigma": decoded["box_sigma"][s, k],
-            "end_error": (pred_ends - true_ends).reshape(-1, 2), "end_sigma": sigma.reshape(-1, 2)}
+            "end_error": (pred_ends - true_ends).reshape(-1, 2), "end_sigma": sigma.reshape(-1, 2),
+            "plate": s}
 
 
 def crack_scores(decoded: dict, targets: np.ndarray, true_outline: np.ndarray,
@@ -139,8 +140,8 @@ def crack_scores(decoded: dict, targets: np.ndarray, true_outline: np.ndarray,
     metrics, `model.detection.detection_intervals`), `detection_by_count`,
     `detection_by_size` (its tables; sizes are each crack's own length [m] above each
     threshold), and `calibration` (`coverage_report` of the box corners and end coordinates
-    of the matched pairs, with `mean_sigma_m`, the mean predicted standard deviation per
-    coordinate [m]). With `sigma_scale` (`sigma_scales`)
+    of the matched pairs, with the plate-bootstrap interval of the pooled coverage and
+    `mean_sigma_m`, the mean predicted standard deviation per coordinate [m]). With `sigma_scale` (`sigma_scales`)
     the standard deviations are rescaled by it (`scale_sigmas`) for `calibration` and the
     returned errors, and `calibration_unscaled` holds the coverage of the decoded ones: the
     detection scores do not depend on the standard deviations, so they are computed once.
@@ -180,9 +181,11 @@ def _calibration(errors: dict, scale: np.ndarray, levels: Sequence[float]) -> tu
     size per box coordinate `scale` [m]; and those errors and deviations in metres."""
     box_err, box_sig = errors["box_error"] * scale, errors["box_sigma"] * scale
     end_err, end_sig = errors["end_error"] * scale[:2], errors["end_sigma"] * scale[:2]
+    plate = errors["plate"]
     calibration = {
-        "box": coverage_report(box_err, box_sig, BOX_COORDS, levels),
-        "ends": coverage_report(end_err, end_sig, ("end_x", "end_y"), levels),
+        "box": coverage_report(box_err, box_sig, BOX_COORDS, levels, plate),
+        "ends": coverage_report(end_err, end_sig, ("end_x", "end_y"), levels,
+                                np.repeat(plate, 2)),
         "mean_sigma_m": {**dict(zip(BOX_COORDS, _column_means(box_sig))),
                          **dict(zip(("end_x", "end_y"), _column_means(end_sig)))},
     }
@@ -299,9 +302,16 @@ def detection_markdown(scores: dict, title: str) -> str:
     lines += ["", "| coordinate | pairs | " + " | ".join(f"{float(q):.0%} interval covers"
                                                        for q in levels) + " |",
               "|---|---:|" + "---:|" * len(levels)]
+    def covers(part: str, name: str, q: str) -> str:
+        text = cell(cal[part]["coverage"][name][q])
+        interval = cal[part].get("interval_all", {}).get(q) if name == "all" else None
+        return text + (f" [{cell(interval[0])}, {cell(interval[1])}]" if interval else "")
+
     for part in ("box", "ends"):
-        for name, cover in cal[part]["coverage"].items():
+        for name in cal[part]["coverage"]:
             label = f"{part}: {name}" if name == "all" else name
             lines.append(f"| {label} | {cal[part]['pairs']} | "
-                         + " | ".join(cell(cover[q]) for q in levels) + " |")
+                         + " | ".join(covers(part, name, q) for q in levels) + " |")
+    if any("interval_all" in cal[part] for part in ("box", "ends")):
+        lines += ["", "[lo, hi]: 95 % bootstrap interval over the plates."]
     return "\n".join(lines) + "\n"

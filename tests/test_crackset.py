@@ -10,7 +10,7 @@ import torch
 import xarray as xr
 from scipy.stats import norm
 
-from model.calibration import central_z, interval_coverage
+from model.calibration import central_z, coverage_interval, interval_coverage
 from model.cli import main
 from model.crackset_scoring import scale_sigmas, sigma_scales, union_boxes
 from model.losses import centre_heatmap, crackset_loss
@@ -70,6 +70,30 @@ def test_rebuilds_from_its_hyperparameters():
     assert again.hyperparameters() == net.hyperparameters()
     with pytest.raises(ValueError, match="max_cracks"):
         build_model("crackset", max_cracks=0)
+
+
+def _cells_reached_from_the_first_sensor(**kwargs) -> np.ndarray:
+    """Boolean `(16, 16)`: the label cells whose raw maps change when only sensor 0's trace
+    (grid corner (0, 0)) changes, for a crackset built with `kwargs` (eval mode)."""
+    net = build_model("crackset", **TINY, **kwargs).eval()
+    wavefield = torch.randn(1, 2000, 81, 2)
+    moved = wavefield.clone()
+    moved[:, :, 0] += 1.0
+    with torch.no_grad():
+        change = (net(moved) - net(wavefield)).abs().amax(dim=(0, 1))
+    return change.numpy() > 0
+
+
+def test_context_blocks_widen_each_cell_s_view_to_the_whole_plate():
+    # Without context a sensor reaches its 3x3 sensor neighbourhood (grid conv), then the cells
+    # the bilinear upsampling spreads sensors 0..1 over (up to 2 * 15/8 = 3.75 cells), then
+    # one more cell (the head's 3x3 conv): rows and columns 0..4. Dilations 1, 2, 4, 8 add
+    # 15 cells each way, so the far corner is reached.
+    reach = _cells_reached_from_the_first_sensor()
+    assert reach[:5, :5].all() and not reach[5:].any() and not reach[:, 5:].any()
+    assert _cells_reached_from_the_first_sensor(context_dilations=[1, 2, 4, 8]).all()
+    with pytest.raises(ValueError, match="context_dilations"):
+        build_model("crackset", context_dilations=[0])
 
 
 def test_decoding_recovers_hand_built_cracks_in_score_order():
@@ -171,6 +195,24 @@ def test_gaussian_draws_cover_their_nominal_central_intervals():
     assert central_z(0.5) == pytest.approx(0.6745, abs=1e-4)
 
 
+def test_coverage_interval_matches_the_binomial_one_and_draws_whole_plates():
+    # 400 plates, one coordinate each, 360 of them covered at every level: the percentile
+    # bootstrap of a proportion approaches p +- 1.96 sqrt(p (1 - p) / n).
+    plates = np.arange(400)
+    error = np.where(plates < 360, 0.0, 10.0)[:, None]
+    sigma = np.ones_like(error)
+    interval = coverage_interval(error, sigma, plates, (0.5, 0.9))
+    half = 1.96 * np.sqrt(0.9 * 0.1 / 400)
+    np.testing.assert_allclose(interval, [[0.9 - half, 0.9 + half]] * 2, atol=0.005)
+    # Four identical coordinates on two rows per plate carry no more information than one:
+    # drawn by plate the interval is the same (drawn by row or coordinate it would shrink).
+    repeated = coverage_interval(np.repeat(np.repeat(error, 4, axis=1), 2, axis=0),
+                                 np.ones((800, 4)), np.repeat(plates, 2), (0.5, 0.9))
+    np.testing.assert_allclose(repeated, interval, rtol=1e-12)
+    with pytest.raises(ValueError, match="plates"):
+        coverage_interval(error, sigma, plates[:-1])
+
+
 def test_coverage_refuses_a_non_positive_sigma():
     with pytest.raises(ValueError, match="sigma"):
         interval_coverage(np.zeros((2, 1)), np.zeros((2, 1)))
@@ -201,6 +243,12 @@ def test_trains_with_uncracked_plates_and_evaluates_detection_and_coverage(contr
         assert point is None or lo <= point <= hi, (name, lo, point, hi)
     assert "95 % bootstrap intervals" in (out / "detection.md").read_text()
     assert set(metrics["calibration"]["box"]["coverage"]["xmin"]) == {"0.5", "0.9"}
+    for part in ("box", "ends"):   # the pooled coverage lies in its plate-bootstrap interval
+        report = metrics["calibration"][part]
+        for level, interval in report["interval_all"].items():
+            point = report["coverage"]["all"][level]
+            assert (point is None) == (interval is None)
+            assert point is None or interval[0] <= point <= interval[1], (part, level)
     assert metrics["sigma_scale"]["chosen_on"] == "val" and metrics["sigma_scale"]["box"] > 0
     assert set(metrics["calibration_unscaled"]) == {"box", "ends", "mean_sigma_m"}
     for name in ("crack_predictions.nc", "detection.md", "figures/reliability.png",
