@@ -76,18 +76,11 @@ class CrackSetConfig(DenseNet1DConfig):
     """densenet1d's encoder hyperparameters plus the head's (`--arch-kwargs`)."""
 
     head_channels: int = 32        # width of the shared 3x3 conv before the 1x1 output
-    context_dilations: tuple[int, ...] = ()  # residual dilated 3x3 blocks on the label grid
     max_cracks: int = 5            # K: at most this many cracks decoded per sample
     min_score: float = 0.05        # peaks below this score are not reported at all
 
-    def __post_init__(self):
-        super().__post_init__()
-        object.__setattr__(self, "context_dilations", tuple(self.context_dilations))
-
     def validate(self) -> None:
         super().validate()
-        if any(d < 1 for d in self.context_dilations):
-            raise ValueError(f"context_dilations must be >= 1, got {self.context_dilations}")
         if self.head_channels < 1 or self.max_cracks < 1:
             raise ValueError("head_channels and max_cracks must be >= 1")
         if not 0 <= self.min_score < 1:
@@ -104,7 +97,6 @@ class CrackSet(DenseNet1DSeg):
         config = config or CrackSetConfig(**overrides)
         super().__init__(config)   # the densenet1d encoder (and its mask decoder, replaced)
         d0 = config.decoder_channels[0]
-        self.context = nn.Sequential(*(ResidualContext(d0, d) for d in config.context_dilations))
         self.decoder = nn.Sequential(conv2d_bn_relu(d0, config.head_channels, 3),
                                      nn.Conv2d(config.head_channels, N_CHANNELS, 1))
         with torch.no_grad():
@@ -118,22 +110,8 @@ class CrackSet(DenseNet1DSeg):
     def forward_embedded(self, wavefield: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Raw maps `(B, 17, 16, 16)` and the plate's embedding `(B, d0)`: the encoder's
         features averaged over the label grid (`model.novelty` measures distances on it)."""
-        features = self.context(self.features(wavefield))
+        features = self.features(wavefield)
         return self.decoder(features), features.mean(dim=(2, 3))
-
-
-class ResidualContext(nn.Module):
-    """`x + conv3x3_dilated(x)` (conv, BN, ReLU; `same` padding): widens what every label
-    cell sees of the plate without changing the grid `(B, C, H, W)`."""
-
-    def __init__(self, channels: int, dilation: int):
-        super().__init__()
-        self.body = nn.Sequential(
-            nn.Conv2d(channels, channels, 3, padding=dilation, dilation=dilation, bias=False),
-            nn.BatchNorm2d(channels), nn.ReLU(inplace=True))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.body(x)
 
 
 def dense_geometry(raw: torch.Tensor) -> dict[str, torch.Tensor]:
