@@ -41,11 +41,17 @@ def read(run_dir: Path) -> dict:
     def cover(key: str) -> dict:
         return {part: metrics[key][part]["coverage"]["all"]["0.9"] for part in ("box", "ends")}
 
+    def interval(key: str) -> dict:   # 95 % plate bootstrap; absent before coverage_interval
+        return {part: metrics[key][part].get("interval_all", {}).get("0.9")
+                for part in ("box", "ends")}
+
     return {"distance": distance, "threshold": metrics["novelty"]["threshold"]["value"],
             "summary": {"plates": int(distance.size), "novel_fraction": float(novel.mean()),
                         "median_distance": float(np.median(distance)),
                         "coverage90": cover("calibration"),
                         "coverage90_withdrawn": cover("calibration_novelty"),
+                        "coverage90_interval": interval("calibration"),
+                        "coverage90_withdrawn_interval": interval("calibration_novelty"),
                         "uncracked": int(uncracked.sum()),
                         "uncracked_alarms": int((alarm & uncracked).sum()),
                         "uncracked_alarms_not_novel": int((alarm & uncracked & ~novel).sum())}}
@@ -95,10 +101,15 @@ def main(argv: list[str] | None = None) -> dict:
                                                          "box, novel withdrawn"),
             ("coverage90", "ends", "ends, as predicted"), ("coverage90_withdrawn", "ends",
                                                            "ends, novel withdrawn")]):
-        values = [runs[n]["summary"][key][part] or 0.0 for n in names]
+        values = np.array([runs[n]["summary"][key][part] or 0.0 for n in names])
+        bounds = np.array([runs[n]["summary"][f"{key}_interval"][part] or [v, v]
+                           for n, v in zip(names, values)])                 # (runs, 2)
         right.bar(x + (i - 1.5) * width, values, width, label=label,
-                  color=["tab:blue", "tab:cyan", "tab:orange", "gold"][i])
+                  color=["tab:blue", "tab:cyan", "tab:orange", "gold"][i],
+                  yerr=np.abs(bounds.T - values), capsize=2, ecolor="0.3")
     right.axhspan(0.85, 0.95, color="tab:green", alpha=0.15, label="target 85–95 %")
+    right.text(0.01, 0.01, "bars: 95 % bootstrap over plates", transform=right.transAxes,
+               fontsize=6)
     right.set_xticks(x, names)
     right.set(ylim=(0, 1.32), ylabel="90 % intervals cover", title="coverage of the truth")
     right.set_yticks(np.linspace(0, 1, 6))

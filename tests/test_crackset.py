@@ -72,30 +72,6 @@ def test_rebuilds_from_its_hyperparameters():
         build_model("crackset", max_cracks=0)
 
 
-def _cells_reached_from_the_first_sensor(**kwargs) -> np.ndarray:
-    """Boolean `(16, 16)`: the label cells whose raw maps change when only sensor 0's trace
-    (grid corner (0, 0)) changes, for a crackset built with `kwargs` (eval mode)."""
-    net = build_model("crackset", **TINY, **kwargs).eval()
-    wavefield = torch.randn(1, 2000, 81, 2)
-    moved = wavefield.clone()
-    moved[:, :, 0] += 1.0
-    with torch.no_grad():
-        change = (net(moved) - net(wavefield)).abs().amax(dim=(0, 1))
-    return change.numpy() > 0
-
-
-def test_context_blocks_widen_each_cell_s_view_to_the_whole_plate():
-    # Without context a sensor reaches its 3x3 sensor neighbourhood (grid conv), then the cells
-    # the bilinear upsampling spreads sensors 0..1 over (up to 2 * 15/8 = 3.75 cells), then
-    # one more cell (the head's 3x3 conv): rows and columns 0..4. Dilations 1, 2, 4, 8 add
-    # 15 cells each way, so the far corner is reached.
-    reach = _cells_reached_from_the_first_sensor()
-    assert reach[:5, :5].all() and not reach[5:].any() and not reach[:, 5:].any()
-    assert _cells_reached_from_the_first_sensor(context_dilations=[1, 2, 4, 8]).all()
-    with pytest.raises(ValueError, match="context_dilations"):
-        build_model("crackset", context_dilations=[0])
-
-
 def test_decoding_recovers_hand_built_cracks_in_score_order():
     decoded = decode_cracks(_raw_with_cracks([CRACK_B, CRACK_A]), max_cracks=3, min_score=0.05)
     score = decoded["score"][0]
