@@ -42,6 +42,7 @@ import torch
 from tqdm import tqdm
 
 from model.augment import Augmentation, augmentation
+from model.baselines.imaging import imaging_geometry
 from model.checkpoint import (load_checkpoint, model_from_checkpoint, save_checkpoint,
                               training_mismatch)
 from model.data import (SCALINGS, ShardIndex, WavefieldDataset, load_labels, mean_wavefield,
@@ -51,7 +52,7 @@ from model.io import DataError, write_text_atomic
 from model.keypoints import predicted_mask_boxes
 from model.losses import BOX_LOSSES, CRACK_LOSSES, DEFAULT_LOSS, MASK_LOSSES, make_loss
 from model.metrics import box_iou
-from model.nets import build_model, model_target
+from model.nets import ARCHITECTURES, build_model, model_target
 from model.nets.summary import format_summary, parameter_counts
 from model.novelty import fit_distribution
 
@@ -277,6 +278,14 @@ def training_reference(kind: str, index: ShardIndex, train_ids: np.ndarray,
     return None
 
 
+def shard_geometry(arch: str, arch_kwargs: dict, index: ShardIndex) -> dict:
+    """`{"geometry": ...}` of the first shard (`imaging_geometry`) for an architecture that
+    focuses with it (`uses_geometry`) unless `arch_kwargs` gives one; else `{}`."""
+    if not getattr(ARCHITECTURES.get(arch), "uses_geometry", False) or "geometry" in arch_kwargs:
+        return {}
+    return {"geometry": imaging_geometry(index.paths[0])}
+
+
 def train(data: list[str], labels: list[str], split: str, out_dir: str | os.PathLike,
           config: TrainConfig, pristine: str | None = None, resume: bool = False,
           stop_after: int | None = None, progress: bool = True,
@@ -307,14 +316,15 @@ def train(data: list[str], labels: list[str], split: str, out_dir: str | os.Path
         raise DataError("reference 'subtract' needs a pristine reference file (--pristine)")
     seed_everything(config.seed)
     device = resolve_device(config.device)
-    model = build_model(config.arch, **config.arch_kwargs).to(device)
+    index = ShardIndex.build(data)
+    model = build_model(config.arch, **config.arch_kwargs,
+                        **shard_geometry(config.arch, config.arch_kwargs, index)).to(device)
     target = model_target(model)
     config.validate(target)
     closed_form = hasattr(model, "fit_boxes")
 
     label_set = load_labels(labels)
     split_dict = read_split(split, label_set)
-    index = ShardIndex.build(data)
     index.check_labels(label_set)
     train_ids = target_samples(split_dict, "train", label_set, target)
     val_ids = target_samples(split_dict, "val", label_set, target)

@@ -205,6 +205,12 @@ def test_trains_with_uncracked_plates_and_evaluates_detection_and_coverage(contr
     split = json.loads(contract_data["split"].read_text())
     assert state["target"] == "cracks" and len(state["history"]) == 2
     assert np.isfinite([row["val_loss"] for row in state["history"]]).all()
+    with xr.open_dataset(data[0]) as shard:   # the delay-and-sum branch focuses on this plate
+        sensors = np.column_stack([shard["sensor_x"].values, shard["sensor_y"].values])
+        speeds = [shard.attrs["wave_speed_p"], shard.attrs["wave_speed_s"]]
+    geometry = state["hyperparameters"]["geometry"]
+    np.testing.assert_array_equal(geometry["sensors"], sensors)
+    assert geometry["speeds"] == speeds and "focus.reduce.0.weight" in state["best_model"]
     out = tmp_path / "eval"
     assert main(["evaluate", "--data", *data, "--labels", *labels, "--split",
                  str(contract_data["split"]), "--checkpoint", str(tmp_path / "run/checkpoint.pt"),

@@ -12,7 +12,7 @@ import os
 import numpy as np
 import xarray as xr
 
-from model.io import DataError
+from model.io import SHARD_VARIABLES, DataError, check_finite, open_checked
 from model.keypoints import predicted_mask_boxes
 
 
@@ -62,8 +62,9 @@ def plate_geometry(shard: xr.Dataset, path: str | os.PathLike = "shard") -> dict
     missing = ([a for a in GEOMETRY_ATTRS if a not in shard.attrs]
                + [v for v in SOURCE_VARIABLES if v not in shard.variables])
     if missing:
-        raise DataError(f"shard {path} lacks {missing} (docs/data-format.md), which the imaging "
-                        "baselines need; regenerate it with `python -m dlem simulate`")
+        raise DataError(f"shard {path} lacks {missing} (docs/data-format.md), which imaging "
+                        "needs (the imaging baselines, crackset's delay-and-sum branch); "
+                        "regenerate it with `python -m dlem simulate`")
     if shard.sizes.get("source", 0) < 1:
         raise DataError(f"shard {path} has no source")
     values = {a: float(shard.attrs[a]) for a in GEOMETRY_ATTRS}
@@ -78,3 +79,20 @@ def plate_geometry(shard: xr.Dataset, path: str | os.PathLike = "shard") -> dict
         "c_p": values["wave_speed_p"], "c_s": values["wave_speed_s"],
         "plane": str(shard.attrs.get("plane", "")),
     }
+
+
+def imaging_geometry(path: str | os.PathLike) -> dict:
+    """What delay-and-sum focusing needs of a shard's set-up, JSON-able, SI units
+    (`model.nets.delay_and_sum.GEOMETRY_KEYS`): `plate` (width, height) [m], the first source's
+    `source` (x, y) [m] and `onset` [s], `speeds` (P, S) [m/s], `sensors` (S, 2) [m] in the
+    data contract's order, `t_first` [s] and `dt` [s] of the time axis. DataError as
+    `plate_geometry`, or naming a non-finite sensor position or time."""
+    with open_checked(path, SHARD_VARIABLES, "shard") as ds:
+        plate = plate_geometry(ds, path)
+        sensors = np.column_stack([check_finite(ds[name].values, path, name)
+                                   for name in ("sensor_x", "sensor_y")])
+        times = check_finite(ds["time"].values.astype(np.float64), path, "time")
+    return {"plate": [plate["width"], plate["height"]], "source": plate["source"].tolist(),
+            "onset": plate["onset"], "speeds": [plate["c_p"], plate["c_s"]],
+            "sensors": sensors.tolist(), "t_first": float(times[0]),
+            "dt": float(times[1] - times[0])}

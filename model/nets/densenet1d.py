@@ -162,13 +162,23 @@ class DenseNet1DSeg(nn.Module):
     def features(self, wavefield: torch.Tensor) -> torch.Tensor:
         """The encoder: wavefield `(B, n_time, 81, 2)` -> features `(B, d0, 16, 16)` on the
         label grid (everything before the mask decoder; crackset puts its heads there)."""
+        return self.grid_features(self.trace_features(wavefield), len(wavefield))
+
+    def trace_features(self, wavefield: torch.Tensor) -> torch.Tensor:
+        """The encoder's first part, shared by the traces: wavefield `(B, n_time, 81, 2)` ->
+        `(B*81, C1, T1)` after the stem and the first dense block (C1 = 64, T1 = 250 by
+        default; sample `i` centred on record `stem_stride * (stem_pool * i + (stem_pool -
+        1) / 2)`)."""
         batch, n_time, n_sensor, n_comp = wavefield.shape
         x = wavefield.permute(0, 2, 3, 1).reshape(batch * n_sensor, n_comp, n_time)  # (B*S, 2, T)
-        x = self.backbone(self.stem(x))  # (B*S, C, 31)
-        x = self.time_conv(x)  # (B*S, F, 1)
+        return self.backbone[0](self.stem(x))
+
+    def grid_features(self, early: torch.Tensor, batch: int) -> torch.Tensor:
+        """The rest of the encoder: `trace_features` `(B*S, C1, T1)` -> `(B, d0, 16, 16)`."""
+        x = self.time_conv(self.backbone[1:](early))  # (B*S, F, 1)
         rows, cols = self.config.sensor_grid
-        x = x.reshape(batch, n_sensor, -1).transpose(1, 2).reshape(batch, -1, rows, cols)  # (B, F, 9, 9)
-        x = self.grid_conv(x)
+        x = x.reshape(batch, rows * cols, -1).transpose(1, 2).reshape(batch, -1, rows, cols)
+        x = self.grid_conv(x)  # (B, d0, 9, 9)
         return F.interpolate(x, size=self.config.label_grid, mode="bilinear",
                              align_corners=True)  # (B, d0, 16, 16)
 
