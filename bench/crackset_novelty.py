@@ -108,8 +108,7 @@ def main(argv: list[str] | None = None) -> dict:
                   color=["tab:blue", "tab:cyan", "tab:orange", "gold"][i],
                   yerr=np.abs(bounds.T - values), capsize=2, ecolor="0.3")
     right.axhspan(0.85, 0.95, color="tab:green", alpha=0.15, label="target 85–95 %")
-    right.text(0.01, 0.01, "bars: 95 % bootstrap over plates", transform=right.transAxes,
-               fontsize=6)
+    right.set_xlabel("error bars: 95 % bootstrap interval over the plates", fontsize=8)
     right.set_xticks(x, names)
     right.set(ylim=(0, 1.32), ylabel="90 % intervals cover", title="coverage of the truth")
     right.set_yticks(np.linspace(0, 1, 6))
