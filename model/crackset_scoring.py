@@ -141,9 +141,9 @@ def crack_scores(decoded: dict, targets: np.ndarray, true_outline: np.ndarray,
     `detection_by_size` (its tables; sizes are each crack's own length [m] above each
     threshold), and `calibration` (`coverage_report` of the box corners and end coordinates
     of the matched pairs, with the plate-bootstrap interval of the pooled coverage and
-    `mean_sigma_m`, the mean predicted standard deviation per coordinate [m]). With `sigma_scale` (`sigma_scales`)
-    the standard deviations are rescaled by it (`scale_sigmas`) for `calibration` and the
-    returned errors, and `calibration_unscaled` holds the coverage of the decoded ones: the
+    `mean_sigma_m`, the mean predicted standard deviation per coordinate [m]). With
+    `sigma_scale` (`sigma_scales`) the standard deviations are rescaled by it (`scale_sigmas`)
+    for `calibration` and the returned errors, and `calibration_unscaled` holds the coverage of the decoded ones: the
     detection scores do not depend on the standard deviations, so they are computed once.
     With `novel` `(N,)` (plates far from the training data, `model.novelty`),
     `calibration_novelty` holds the coverage when those plates' intervals are withdrawn
@@ -302,6 +302,7 @@ def detection_markdown(scores: dict, title: str) -> str:
     lines += ["", "| coordinate | pairs | " + " | ".join(f"{float(q):.0%} interval covers"
                                                        for q in levels) + " |",
               "|---|---:|" + "---:|" * len(levels)]
+
     def covers(part: str, name: str, q: str) -> str:
         text = cell(cal[part]["coverage"][name][q])
         interval = cal[part].get("interval_all", {}).get(q) if name == "all" else None

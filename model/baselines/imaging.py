@@ -81,6 +81,14 @@ def plate_geometry(shard: xr.Dataset, path: str | os.PathLike = "shard") -> dict
     }
 
 
+def sensors_and_times(shard: xr.Dataset, path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """Sensor positions `(S, 2)` [m] in the data contract's order and the time axis `(T,)`
+    [s] of an opened shard; DataError naming `path` and a non-finite variable."""
+    sensors = np.column_stack([check_finite(shard[name].values, path, name)
+                               for name in ("sensor_x", "sensor_y")])
+    return sensors, check_finite(shard["time"].values.astype(np.float64), path, "time")
+
+
 def imaging_geometry(path: str | os.PathLike) -> dict:
     """What delay-and-sum focusing needs of a shard's set-up, JSON-able, SI units
     (`model.nets.delay_and_sum.GEOMETRY_KEYS`): `plate` (width, height) [m], the first source's
@@ -89,9 +97,7 @@ def imaging_geometry(path: str | os.PathLike) -> dict:
     `plate_geometry`, or naming a non-finite sensor position or time."""
     with open_checked(path, SHARD_VARIABLES, "shard") as ds:
         plate = plate_geometry(ds, path)
-        sensors = np.column_stack([check_finite(ds[name].values, path, name)
-                                   for name in ("sensor_x", "sensor_y")])
-        times = check_finite(ds["time"].values.astype(np.float64), path, "time")
+        sensors, times = sensors_and_times(ds, path)
     return {"plate": [plate["width"], plate["height"]], "source": plate["source"].tolist(),
             "onset": plate["onset"], "speeds": [plate["c_p"], plate["c_s"]],
             "sensors": sensors.tolist(), "t_first": float(times[0]),

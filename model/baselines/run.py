@@ -46,10 +46,10 @@ import numpy as np
 from model import metrics
 from model.baselines import METHODS
 from model.baselines.das import das_images
-from model.baselines.imaging import cell_scores, pixel_grid, plate_geometry
+from model.baselines.imaging import cell_scores, pixel_grid, plate_geometry, sensors_and_times
 from model.baselines.rapid import rapid_images
 from model.data import ShardIndex, box_samples, load_labels, read_reference, read_samples, read_split
-from model.io import (SHARD_VARIABLES, DataError, check_finite, check_setup_matches,
+from model.io import (SHARD_VARIABLES, DataError, check_setup_matches,
                       open_checked, setup_of)
 from model.keypoints import predicted_mask_boxes
 from model.perturb import Perturbation
@@ -82,9 +82,7 @@ def read_setup(index: ShardIndex, pristine: str | os.PathLike,
                                   digest, reference_setup, f"the pristine reference {pristine}",
                                   allow)
     with open_checked(index.paths[0], SHARD_VARIABLES, "shard") as ds:
-        sensors = np.column_stack([check_finite(ds[name].values, index.paths[0], name)
-                                   for name in ("sensor_x", "sensor_y")])
-        times = check_finite(ds["time"].values.astype(np.float64), index.paths[0], "time")
+        sensors, times = sensors_and_times(ds, index.paths[0])
         label_shape = tuple(ds["crack_mask"].shape[1:])
     grid = pixel_grid(geometry["width"], geometry["height"], label_shape, OVERSAMPLE)
     return {"geometry": geometry, "sensors": sensors, "times": times, "grid": grid,

@@ -124,14 +124,12 @@ class CrackSet(DenseNet1DSeg):
         super().__init__(config)   # the densenet1d encoder (and its mask decoder, replaced)
         d0, d1 = config.decoder_channels
         self.focus = None
-        if config.geometry is not None:
-            c = config
-            records = (c.n_time + c.stem_stride - 1) // c.stem_stride // c.stem_pool
-            step = c.stem_stride * c.stem_pool * c.geometry["dt"]
-            first = c.geometry["t_first"] + c.stem_stride * (c.stem_pool - 1) / 2 * c.geometry["dt"]
-            self.focus = LearnedDelayAndSum(c.stem_channels + c.block_layers[0] * c.growth,
-                                            c.das_channels, d1, c.geometry, first, step,
-                                            records, c.label_grid)
+        if config.geometry is not None:   # trace_features' sampling, in seconds
+            c, dt = config, config.geometry["dt"]
+            first = c.geometry["t_first"] + c.stem_stride * (c.stem_pool - 1) / 2 * dt
+            self.focus = LearnedDelayAndSum(c.trace_channels, c.das_channels, d1, c.geometry,
+                                            first, c.stem_stride * c.stem_pool * dt,
+                                            c.trace_time, c.label_grid)
             d0 += d1
         self.decoder = nn.Sequential(conv2d_bn_relu(d0, config.head_channels, 3),
                                      nn.Conv2d(config.head_channels, N_CHANNELS, 1))

@@ -90,7 +90,8 @@ class LearnedDelayAndSum(nn.Module):
     """Per-sensor features `(B*S, c_in, T)` sampled at `t_first + i * t_step` -> focused
     maps `(B, out_channels, H, W)`: a 1x1 conv (BN, ReLU) to `channels` per sensor, the
     `focusing_weights` of every speed pair, and a 1x1 conv (BN, ReLU) over the
-    `channels * K` images (channel-major: image `c * K + k`). The weights are recomputed from the geometry, not stored."""
+    `channels * K` images (channel-major: image `c * K + k`). The weights are recomputed
+    from the geometry, not stored."""
 
     def __init__(self, c_in: int, channels: int, out_channels: int, geometry: dict,
                  t_first: float, t_step: float, n_steps: int, label_grid: tuple[int, int]):

@@ -76,9 +76,19 @@ class DenseNet1DConfig:
             object.__setattr__(self, name, tuple(getattr(self, name)))  # JSON gives lists
 
     @property
+    def trace_time(self) -> int:
+        """Time length after the stem and its pool, kept by the first dense block (250)."""
+        return (self.n_time + self.stem_stride - 1) // self.stem_stride // self.stem_pool
+
+    @property
+    def trace_channels(self) -> int:
+        """Channels after the stem and the first dense block (64 by default)."""
+        return self.stem_channels + self.block_layers[0] * self.growth
+
+    @property
     def pooled_time(self) -> int:
         """Time length left after the stem, its pool and the transitions (31 by default)."""
-        length = (self.n_time + self.stem_stride - 1) // self.stem_stride // self.stem_pool
+        length = self.trace_time
         for _ in self.block_layers:
             length //= 2
         return length
@@ -166,9 +176,8 @@ class DenseNet1DSeg(nn.Module):
 
     def trace_features(self, wavefield: torch.Tensor) -> torch.Tensor:
         """The encoder's first part, shared by the traces: wavefield `(B, n_time, 81, 2)` ->
-        `(B*81, C1, T1)` after the stem and the first dense block (C1 = 64, T1 = 250 by
-        default; sample `i` centred on record `stem_stride * (stem_pool * i + (stem_pool -
-        1) / 2)`)."""
+        `(B*81, trace_channels, trace_time)` after the stem and the first dense block; sample
+        `i` is centred on record `stem_stride * (stem_pool * i + (stem_pool - 1) / 2)`."""
         batch, n_time, n_sensor, n_comp = wavefield.shape
         x = wavefield.permute(0, 2, 3, 1).reshape(batch * n_sensor, n_comp, n_time)  # (B*S, 2, T)
         return self.backbone[0](self.stem(x))
