@@ -28,7 +28,6 @@ from model.io import (LABEL_VARIABLES, SHARD_VARIABLES, DataError, check_finite,
                       check_same_setup, check_setup_matches, open_checked, reading, setup_of,
                       write_text_atomic)
 from model.keypoints import BOX_RULE_ATTR, DEFAULT_BOX_RULE, common_box_rule
-from model.superpose import Superposition, joined, superposed
 
 SUBSETS = ("train", "val", "test")
 # netCDF-C gives every variable of every open file a chunk cache (64 MiB by default); with all
@@ -395,23 +394,16 @@ class WavefieldDataset(Dataset):
     noisy or partly failed sensor array would deliver. `augment` (a
     `model.augment.Augmentation`, training sets only) perturbs it anew in every epoch
     (`epoch`, set by the training loop): the cache then keeps the raw wavefield and each read
-    augments and conditions it. `superpose` (a `model.superpose.Superposition`, crack-set
-    training sets with the pristine `reference` only) adds, in each epoch, another plate's
-    scattered field and cracks to some cracked plates (before the augmentation); the cache
-    then keeps raw wavefields too.
+    augments and conditions it.
     """
 
     def __init__(self, index: ShardIndex, sample_ids: np.ndarray, labels: Labels,
                  stats: dict, reference: np.ndarray | None = None,
                  target: str = "box", cache: bool = False,
                  perturb: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
-                 augment: Callable[[np.ndarray, np.ndarray, int], np.ndarray] | None = None,
-                 superpose: Superposition | None = None):
+                 augment: Callable[[np.ndarray, np.ndarray, int], np.ndarray] | None = None):
         if target not in TARGETS:
             raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
-        if superpose is not None and (target != "cracks" or reference is None):
-            raise ValueError("superposition adds scattered fields and crack rows: it needs the "
-                             "cracks target and the pristine reference")
         self.sample_ids = np.asarray(sample_ids, dtype=np.int64)
         self.paths = index.paths
         self.shard, self.local = index.locate(self.sample_ids)
@@ -434,8 +426,6 @@ class WavefieldDataset(Dataset):
         self._cache: dict[int, np.ndarray] | None = {} if cache else None
         self.perturb = perturb
         self.augment, self.epoch = augment, 0
-        self.superpose = superpose
-        self.reference = reference
 
     def __len__(self) -> int:
         return len(self.sample_ids)
@@ -469,30 +459,18 @@ class WavefieldDataset(Dataset):
             check_finite(values[None], path, variable, sample)
         return values
 
-    def _field(self, i: int) -> np.ndarray:
-        """Item `i`'s wavefield from the cache or its shard (perturbed when `perturb` is set):
-        conditioned, or raw when each read changes it (augmentation, superposition)."""
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         field = None if self._cache is None else self._cache.get(i)
         if field is None:
             field = self.read_raw(i)
             if self.perturb is not None:
                 field = self.perturb(field[None], self.sample_ids[i:i + 1])[0]
-            if self.augment is None and self.superpose is None:
+            if self.augment is None:
                 field = condition(field, self.offset, self.inv_std, self.scaling)
             if self._cache is not None:
                 self._cache[i] = field
-        return field
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        field = self._field(i)
-        target = {"box": self.boxes, "mask": self.masks, "cracks": self.cracks}[self.target][i]
-        if self.superpose is not None:  # another plate's cracks, drawn for this epoch
-            partner = self.superpose.partner(self.epoch, i, self.sample_ids, self.cracks)
-            if partner is not None:
-                field = superposed(field, self._field(partner), self.reference)
-                target = joined(target, self.cracks[partner])
         if self.augment is not None:  # a fresh draw of this epoch on the raw wavefield
             field = self.augment(field[None], self.sample_ids[i:i + 1], self.epoch)[0]
-        if self.augment is not None or self.superpose is not None:
             field = condition(field, self.offset, self.inv_std, self.scaling)
+        target = {"box": self.boxes, "mask": self.masks, "cracks": self.cracks}[self.target][i]
         return torch.from_numpy(field), torch.from_numpy(target)

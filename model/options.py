@@ -97,12 +97,6 @@ OPTIONS: dict[str, dict[str, Any]] = {
                                      "of every training sample, drawn anew per sample and epoch "
                                      "(after the noise)",
                              "metavar": "K", "schema": {"minimum": 0}},
-    "augment_superpose": {"help": "training-time augmentation of crack-set models: the "
-                                  "probability that a cracked training plate gets another "
-                                  "training plate's cracks added, their scattered field and "
-                                  "their labels, drawn anew per plate and epoch (needs "
-                                  "--reference subtract; model/superpose.py)",
-                          "metavar": "P", "schema": {"minimum": 0, "maximum": 1}},
 }
 
 # TrainConfig annotation (a string: `from __future__ import annotations`) -> JSON-schema type

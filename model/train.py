@@ -5,8 +5,7 @@ seeded `seed + e`; deterministic algorithms are requested; the global torch (and
 state, optimizer, scheduler and early-stopping state are checkpointed after every epoch, so
 `resume=True` continues to the same final weights as an uninterrupted run on the same
 machine and thread count. The data pipeline draws no torch random numbers: the training-set
-augmentation (`augment_snr_db`, `augment_dead_sensors`; model.augment) and the crack
-superposition (`augment_superpose`; model.superpose) are seeded by
+augmentation (`augment_snr_db`, `augment_dead_sensors`; model.augment) is seeded by
 `(seed, epoch, sample)`.
 
 Box models (`target = "box"`) learn the key-point boxes; mask models (`target = "mask"`,
@@ -56,7 +55,6 @@ from model.metrics import box_iou
 from model.nets import ARCHITECTURES, build_model, model_target
 from model.nets.summary import format_summary, parameter_counts
 from model.novelty import fit_distribution
-from model.superpose import Superposition
 
 SCHEDULERS = ("cosine", "plateau")
 HISTORY_FIELDS = ("epoch", "train_loss", "val_loss", "val_iou", "lr", "seconds")
@@ -88,7 +86,6 @@ class TrainConfig:
     cache: bool = True             # keep conditioned inputs in memory after the first epoch
     augment_snr_db: list[float] = field(default_factory=list)  # [] off | [S] | [low, high] dB
     augment_dead_sensors: int = 0  # training samples: 0 to this many sensors zeroed per epoch
-    augment_superpose: float = 0.0  # crack-set training plates: P(another plate's cracks added)
 
     def validate(self, target: str = "box") -> None:
         """ValueError naming the first bad option (`target`: what the model predicts)."""
@@ -110,23 +107,12 @@ class TrainConfig:
         if self.lr <= 0 or self.weight_decay < 0 or self.workers < 0:
             raise ValueError("lr must be > 0, weight_decay and workers >= 0")
         self.augmentation()
-        if self.superposition() is not None and (target != "cracks" or self.reference != "subtract"):
-            raise ValueError(f"augment_superpose adds other plates' scattered fields and cracks: "
-                             f"it needs a crack-set model (not a {target} model) and --reference "
-                             f"subtract (got {self.reference!r})")
         self.loss_fn(target)
 
     def augmentation(self) -> Augmentation | None:
         """The training-set augmentation of `augment_*` (model.augment), None when off;
         ValueError naming a bad value."""
         return augmentation(self.augment_snr_db, self.augment_dead_sensors, self.seed)
-
-    def superposition(self) -> Superposition | None:
-        """The crack superposition of `augment_superpose` (model.superpose), None when 0;
-        ValueError naming a bad probability."""
-        found = Superposition(self.augment_superpose, seed=self.seed)
-        found.check()
-        return found if found.probability > 0 else None
 
     def loss_fn(self, target: str = "box"):
         """The training loss for a model predicting `target` ("auto" -> DEFAULT_LOSS)."""
@@ -359,7 +345,7 @@ def train(data: list[str], labels: list[str], split: str, out_dir: str | os.Path
     if augment is not None:
         augment.check(index.wave_shape[1])
     train_set = WavefieldDataset(index, train_ids, label_set, stats, reference, target,
-                                 config.cache, augment=augment, superpose=config.superposition())
+                                 config.cache, augment=augment)
     val_set = WavefieldDataset(index, val_ids, label_set, stats, reference, target, config.cache)
     loss_fn = config.loss_fn(target)
 

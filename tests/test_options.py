@@ -37,8 +37,7 @@ def test_train_flags_keep_their_names():
         "--arch", "--arch-kwargs", "--epochs", "--batch-size", "--lr", "--weight-decay",
         "--loss", "--huber-delta", "--bce-weight", "--dice-weight", "--scheduler",
         "--patience", "--seed", "--device", "--workers", "--reference", "--scaling",
-        "--warmup-epochs", "--no-cache", "--augment-snr-db", "--augment-dead-sensors",
-        "--augment-superpose"]
+        "--warmup-epochs", "--no-cache", "--augment-snr-db", "--augment-dead-sensors"]
 
 
 def test_cli_defaults_are_the_dataclass_defaults():

@@ -357,7 +357,6 @@ TRAIN_OPTIONS = {
     "warmup_epochs": "--warmup-epochs",
     "augment_snr_db": "--augment-snr-db",
     "augment_dead_sensors": "--augment-dead-sensors",
-    "augment_superpose": "--augment-superpose",
 }
 
 
