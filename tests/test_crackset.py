@@ -72,6 +72,29 @@ def test_rebuilds_from_its_hyperparameters():
         build_model("crackset", max_cracks=0)
 
 
+def test_a_time_gate_ignores_every_sample_after_it_and_only_those():
+    """`time_gate` N: the maps depend on the first N samples of each trace, not on later
+    ones, and equal the ungated network's maps of the wavefield zeroed after N."""
+    torch.manual_seed(0)
+    gated = build_model("crackset", **TINY, time_gate=700).eval()
+    plain = build_model("crackset", **TINY).eval()
+    plain.load_state_dict(gated.state_dict())
+    x = torch.randn(2, 2000, 81, 2)
+    late, early = x.clone(), x.clone()
+    late[:, 700:] = torch.randn(2, 1300, 81, 2) * 10
+    early[:, 699] += 1.0
+    with torch.no_grad():
+        out = gated(x)
+        torch.testing.assert_close(gated(late), out)
+        assert not torch.allclose(gated(early), out)
+        zeroed = x.clone()
+        zeroed[:, 700:] = 0
+        torch.testing.assert_close(plain(zeroed), out)
+    for bad in (0, 2001):
+        with pytest.raises(ValueError, match="time_gate"):
+            build_model("crackset", **TINY, time_gate=bad)
+
+
 def test_decoding_recovers_hand_built_cracks_in_score_order():
     decoded = decode_cracks(_raw_with_cracks([CRACK_B, CRACK_A]), max_cracks=3, min_score=0.05)
     score = decoded["score"][0]

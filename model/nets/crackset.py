@@ -99,11 +99,16 @@ class CrackSetConfig(DenseNet1DConfig):
     geometry: dict | None = None   # plate, source, speeds, sensors, time axis (training shards'):
                                    # with it, the learned delay-and-sum branch; None: without
     das_channels: int = 16         # features per trace that the delay-and-sum branch focuses
+    time_gate: int | None = None   # keep each trace's first N samples, zero the rest (the
+                                   # cracks' interaction grows with time, docs/model.md); None: all
 
     def validate(self) -> None:
         super().validate()
         if self.das_channels < 1:
             raise ValueError(f"das_channels must be >= 1, got {self.das_channels}")
+        if self.time_gate is not None and not 1 <= self.time_gate <= self.n_time:
+            raise ValueError(f"time_gate must be None or 1..n_time={self.n_time} samples, got "
+                             f"{self.time_gate}")
         if self.geometry is not None:
             check_geometry(self.geometry, self.sensor_grid[0] * self.sensor_grid[1])
         if self.head_channels < 1 or self.max_cracks < 1:
@@ -144,7 +149,12 @@ class CrackSet(DenseNet1DSeg):
     def forward_embedded(self, wavefield: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Raw maps `(B, 17, 16, 16)` and the plate's embedding `(B, D)`: the features the
         head sees (`(B, D, 16, 16)`: the encoder's d0, and with a geometry the d1 focused
-        maps) averaged over the label grid (`model.novelty` measures distances on it)."""
+        maps) averaged over the label grid (`model.novelty` measures distances on it). With
+        `time_gate` N, the samples after each trace's first N are zeroed first."""
+        gate = self.config.time_gate
+        if gate is not None:
+            late = torch.zeros_like(wavefield[:, gate:])
+            wavefield = torch.cat([wavefield[:, :gate], late], dim=1)
         early = self.trace_features(wavefield)
         features = self.grid_features(early, len(wavefield))
         if self.focus is not None:
