@@ -14,7 +14,8 @@ Data flow for one sample: the densenet1d encoder (model/nets/densenet1d.py, its
 `features`: a temporal dense network shared by the 81 traces, then 2D layers on the 9x9
 sensor grid, upsampled to the label grid), beside it a learned delay-and-sum of the traces'
 early features (model/nets/delay_and_sum.py, when the network has the plate's `geometry`,
-which training reads from its shards), then a head on every cell of the 16x16 label grid:
+which training reads from its shards), then a head on every cell of the 16x16 label grid
+(with `time_gate` N, each trace is zeroed after its first N samples before all of it):
 
     (2000, 81, 2) wavefield -> stem + dense block 1 -> (81, 64, 250) per trace
       -> rest of densenet1d.features                            -> (64, 16, 16)
