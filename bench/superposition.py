@@ -34,10 +34,7 @@ from dlem import dataset  # noqa: E402
 
 def wavefield(setup, cracks) -> np.ndarray:
     """Sensor wavefield (time, sensor, 2) [m], float64, of the set-up with `cracks` cut."""
-    sim = dataset.simulation(setup, cracks)
-    records = np.zeros((len(setup.times), len(setup.sensor_nodes), 2), setup.dtype)
-    sim.advance(setup.n_steps, setup.sensor_nodes, records, setup.every)
-    return records.astype(np.float64)
+    return dataset.sensor_records(setup, cracks).astype(np.float64)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -63,8 +60,8 @@ def main(argv: list[str] | None = None) -> dict:
         scattered = wavefield(setup, cracks) - pristine
         alone = [wavefield(setup, [c]) - pristine for c in cracks]
         residual = scattered - sum(alone)
-        rows.append([np.linalg.norm(residual[times < end]) / np.linalg.norm(scattered[times < end])
-                     for end in ends])
+        rows.append([np.linalg.norm(residual[times < end])
+                     / np.linalg.norm(scattered[times < end]) for end in ends])
         weakest = min(np.linalg.norm(a) for a in alone)
         plates.append({"sample": index, "cracks": len(cracks),
                        "lengths_mm": [round(c.length * 1e3, 1) for c in cracks],

@@ -208,13 +208,18 @@ def describe_sample(cfg: dict, index: int, pristine: bool = False) -> dict:
     }
 
 
+def sensor_records(st: Setup, cracks: list[Crack]) -> np.ndarray:
+    """The sensor wavefield (n_time, sensors, 2) [m], in the set-up's dtype, of the plate
+    with ``cracks`` cut into it."""
+    records = np.zeros((len(st.times), len(st.sensor_nodes), 2), st.dtype)
+    simulation(st, cracks).advance(st.n_steps, st.sensor_nodes, records, st.every)
+    return records
+
+
 def simulate_wavefield(cfg: dict, index: int, pristine: bool = False) -> np.ndarray:
     """The sensor wavefield (n_time, sensors, 2) float32 [m] of one sample."""
-    st = setup(cfg)
     _, drawn = scenario(cfg, index, pristine)
-    sim = simulation(st, [c for _, c in drawn])
-    records = np.zeros((len(st.times), len(st.sensor_nodes), 2), st.dtype)
-    sim.advance(st.n_steps, st.sensor_nodes, records, st.every)
+    records = sensor_records(setup(cfg), [c for _, c in drawn])
     if not np.all(np.isfinite(records)):
         raise FloatingPointError(f"sample {index}: the wavefield is not finite (unstable run)")
     return records.astype(np.float32)

@@ -143,8 +143,9 @@ def crack_scores(decoded: dict, targets: np.ndarray, true_outline: np.ndarray,
     of the matched pairs, with the plate-bootstrap interval of the pooled coverage and
     `mean_sigma_m`, the mean predicted standard deviation per coordinate [m]). With
     `sigma_scale` (`sigma_scales`) the standard deviations are rescaled by it (`scale_sigmas`)
-    for `calibration` and the returned errors, and `calibration_unscaled` holds the coverage of the decoded ones: the
-    detection scores do not depend on the standard deviations, so they are computed once.
+    for `calibration` and the returned errors, and `calibration_unscaled` holds the coverage
+    of the decoded ones: the detection scores do not depend on the standard deviations, so
+    they are computed once.
     With `novel` `(N,)` (plates far from the training data, `model.novelty`),
     `calibration_novelty` holds the coverage when those plates' intervals are withdrawn
     (`withdraw_intervals`: they cover any truth) and `pairs_on_novel_plates` how many

@@ -423,17 +423,14 @@ def test_two_cracks_scatter_what_each_does_alone_until_their_waves_meet_again():
         (Path(__file__).parents[1] / "workflow/config/default.yaml").read_text())["simulation"])
     st = dataset.setup(cfg)
 
-    def scattered(cracks):
-        sim = dataset.simulation(st, cracks)
-        records = np.zeros((len(st.times), len(st.sensor_nodes), 2), st.dtype)
-        sim.advance(st.n_steps, st.sensor_nodes, records, st.every)
-        return records.astype(np.float64)
+    def wavefield(cracks):
+        return dataset.sensor_records(st, cracks).astype(np.float64)
 
     long_crack = Segment.from_params(x=0.065, y=0.07, length=0.015, angle=30)
     short_crack = Segment.from_params(x=0.06, y=0.03, length=0.006, angle=100)
-    pristine = scattered([])
-    both = scattered([long_crack, short_crack]) - pristine
-    alone = [scattered([c]) - pristine for c in (long_crack, short_crack)]
+    pristine = wavefield([])
+    both = wavefield([long_crack, short_crack]) - pristine
+    alone = [wavefield([c]) - pristine for c in (long_crack, short_crack)]
     residual = both - alone[0] - alone[1]
     early = np.asarray(st.times) < 30e-6
     assert np.linalg.norm(residual[early]) < 0.1 * np.linalg.norm(both[early])
