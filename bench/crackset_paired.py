@@ -19,22 +19,19 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import xarray as xr
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from model.detection import detection_scores, plate_matches, resampled_scores  # noqa: E402
+from model.crackset_scoring import prediction_matches  # noqa: E402
+from model.detection import detection_scores, resampled_scores  # noqa: E402
 from model.metrics import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED  # noqa: E402
 
 
 def read(folder: Path):
-    """`(samples, PlateMatches)` of one evaluation folder, outlines from the end points."""
-    path = folder / "crack_predictions.nc"
-    if not path.is_file():
-        raise SystemExit(f"{path} not found (a crack-set evaluate folder)")
-    with xr.open_dataset(path) as ds:
-        return ds["sample"].values, plate_matches(
-            ds["pred_box"].values, ds["score"].values, ds["true_box"].values,
-            float(ds.attrs["score_threshold"]), ds["pred_ends"].values, ds["true_ends"].values)
+    """`(samples, PlateMatches)` of one evaluation folder."""
+    try:
+        return prediction_matches(folder)
+    except FileNotFoundError as error:
+        raise SystemExit(str(error)) from None
 
 
 def main(argv: list[str] | None = None) -> list[dict]:

@@ -255,7 +255,8 @@ def _run_evaluate(args: argparse.Namespace) -> None:
                                       "score_threshold") if k in result}
     if "detection" in result:  # a crack-set model
         summary.update({k: result["detection"][k] for k in (
-            "AP50", "AP50_95", "count_accuracy", "false_alarm_rate", "endpoint_error_m")})
+            "AP50", "AP50_95", "count_accuracy", "count_accuracy_cracked", "false_alarm_rate",
+            "endpoint_error_m")})
     print(json.dumps(summary))
 
 

@@ -27,14 +27,15 @@ plate fractions, NaN rows) and the plate size [m] for outlines in metres.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import xarray as xr
 
 from model.calibration import NOMINAL_LEVELS, central_z, coverage_report
-from model.detection import (DEFAULT_SCORE_THRESHOLD, count_table, crack_matches,
-                             crack_size_table, detection_intervals, detection_scores,
-                             greedy_flags, plate_matches)
+from model.detection import (DEFAULT_SCORE_THRESHOLD, PlateMatches, count_table,
+                             crack_matches, crack_size_table, detection_intervals,
+                             detection_scores, greedy_flags, plate_matches)
 from model.keypoints import BOX_COORDS
 from model.metrics import DEFAULT_SIZE_THRESHOLDS
 from model.nets.crackset import decode_cracks
@@ -250,6 +251,20 @@ def crack_predictions_dataset(sample: np.ndarray, decoded: dict, targets: np.nda
     )
 
 
+def prediction_matches(folder) -> tuple[np.ndarray, PlateMatches]:
+    """`(sample (N,), PlateMatches)` of an evaluation folder's crack_predictions.nc (the
+    `crack_predictions_dataset` that `python -m model evaluate` writes), matched at its own
+    score threshold, outlines from the end points: the detection scores of an earlier
+    evaluation, re-derived without its model (e.g. a metric added since)."""
+    path = Path(folder) / "crack_predictions.nc"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found (a crack-set evaluate folder)")
+    with xr.open_dataset(path) as ds:
+        return ds["sample"].values, plate_matches(
+            ds["pred_box"].values, ds["score"].values, ds["true_box"].values,
+            float(ds.attrs["score_threshold"]), ds["pred_ends"].values, ds["true_ends"].values)
+
+
 def detection_markdown(scores: dict, title: str) -> str:
     """The detection tables (by crack count, by crack size) and the coverage as Markdown."""
     def cell(v, fmt=".3f"):
@@ -282,6 +297,12 @@ def detection_markdown(scores: dict, title: str) -> str:
             parts.append(f"end-point error [{mm(lo)}, {mm(hi)}] mm")
         lines += ["", "95 % bootstrap intervals over the samples (all): " + "; ".join(parts)
                   + "."]
+        cracked = interval.get("count_accuracy_cracked")
+        if cracked:
+            lines += ["", "Count accuracy on the cracked plates only (issue 10's target; the "
+                      "uncracked ones are the false alarms): "
+                      f"{cell(scores['detection']['count_accuracy_cracked'])} "
+                      f"[{cell(cracked[0])}, {cell(cracked[1])}]."]
     lines += ["", "| crack length > [mm] | cracks | recall@0.5 | matched IoU "
               "| end-point error [mm] |", "|---:|---:|---:|---:|---:|"]
     for row in scores["detection_by_size"]:

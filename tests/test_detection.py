@@ -148,6 +148,20 @@ def test_false_alarms_count_uncracked_plates_with_a_kept_prediction():
     scores = detection_scores(plate_matches(pred, score, true))
     assert scores["false_alarm_rate"] == pytest.approx(1 / 3)
     assert scores["count_accuracy"] == 0.75   # sample 0 predicts 1 crack where there is none
+    assert scores["count_accuracy_cracked"] == 1.0   # the one cracked plate is counted right
+
+
+def test_count_accuracy_on_cracked_plates_leaves_the_uncracked_ones_out():
+    """Two uncracked plates with nothing kept (counted right), one crack found, one of two
+    cracks found: 3 of 4 counts right over all plates, 1 of 2 over the cracked ones."""
+    a, b = [0.1, 0.1, 0.3, 0.3], [0.6, 0.6, 0.8, 0.8]
+    pred = np.array([[NAN4, NAN4], [b, NAN4], [a, NAN4], [a, b]])
+    score = np.array([[np.nan, np.nan], [0.1, np.nan], [0.9, np.nan], [0.9, 0.2]])
+    true = np.array([[NAN4, NAN4], [NAN4, NAN4], [a, NAN4], [a, b]])
+    scores = detection_scores(plate_matches(pred, score, true, score_threshold=0.5))
+    assert scores["count_accuracy"] == 0.75 and scores["count_accuracy_cracked"] == 0.5
+    uncracked = detection_scores(plate_matches(pred[:2], score[:2], true[:2]))
+    assert math.isnan(uncracked["count_accuracy_cracked"])
 
 
 def test_one_crack_one_prediction_matched_iou_is_the_box_iou():
