@@ -8,9 +8,10 @@ metrics.json).
 Each DIR is one evaluation folder (e.g. the held-out one) of a model trained on that many
 plates. Plotted with their 95 % bootstrap intervals, scored anew from the predictions
 (`model.detection.detection_scores`, `detection_intervals`): AP@0.5, count accuracy on the
-cracked plates (issue 10's target) and matched IoU; the end-point error [mm] of the cracks
-longer than 8 mm without an interval (metrics.json's `detection_by_size`). Prints one JSON
-line with the values.
+cracked plates (issue 10's target; beside it, without intervals, on the plates with exactly
+1, 2 and 3 cracks, `model.detection.count_table`) and matched IoU; the end-point error [mm] of
+the cracks longer than 8 mm without an interval (metrics.json's `detection_by_size`). Prints
+one JSON line with the values.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from model.crackset_scoring import prediction_matches  # noqa: E402
-from model.detection import detection_intervals, detection_scores  # noqa: E402
+from model.detection import count_table, detection_intervals, detection_scores  # noqa: E402
 from model.plots import new_figure, save_figure  # noqa: E402
 
 PANELS = {"AP50": ("AP@0.5", 0.70),
@@ -34,7 +35,10 @@ def read(run_dir: Path) -> dict:
     matches = prediction_matches(run_dir)[1]
     metrics = json.loads((run_dir / "metrics.json").read_text())
     long = [r for r in metrics["detection_by_size"] if abs(r["threshold"] - 0.008) < 1e-12]
+    by_count = {row["n_cracks"]: row["count_accuracy"] for row in count_table(matches)
+                if row["n_cracks"] > 0 and row["samples"] > 0}
     return {"detection": detection_scores(matches), "interval": detection_intervals(matches),
+            "count_by_cracks": by_count,
             "endpoint_8mm": long[0]["endpoint_error_m"] if long else None}
 
 
@@ -65,7 +69,12 @@ def main(argv: list[str] | None = None) -> dict:
         mean = [r["detection"][key] for _, r in runs]
         lo = [m - r["interval"][key][0] for m, (_, r) in zip(mean, runs)]
         hi = [r["interval"][key][1] - m for m, (_, r) in zip(mean, runs)]
-        ax.errorbar(sizes, mean, yerr=[lo, hi], fmt="o-", capsize=3)
+        ax.errorbar(sizes, mean, yerr=[lo, hi], fmt="o-", capsize=3,
+                    label="1-3 cracks" if key == "count_accuracy_cracked" else None)
+        if key == "count_accuracy_cracked":
+            for n, style in zip((1, 2, 3), (":", "--", "-.")):
+                ax.plot(sizes, [r["count_by_cracks"].get(n, float("nan")) for _, r in runs],
+                        linestyle=style, marker=".", color="0.4", label=f"{n} crack{'s' * (n > 1)}")
         if target is not None:
             ax.axhline(target, color="tab:red", linestyle="--", linewidth=1,
                        label=f"issue 10 target {target:g}")
@@ -83,8 +92,8 @@ def main(argv: list[str] | None = None) -> dict:
     axes[-1].minorticks_off()
     fig.suptitle(args.title)
     save_figure(fig, args.out, dpi=120)
-    summary = {n: {**{k: r["detection"][k] for k in PANELS}, "endpoint_8mm_m": r["endpoint_8mm"]}
-               for n, r in runs}
+    summary = {n: {**{k: r["detection"][k] for k in PANELS}, "endpoint_8mm_m": r["endpoint_8mm"],
+                   "count_accuracy_by_cracks": r["count_by_cracks"]} for n, r in runs}
     print(json.dumps(summary))
     return summary
 
