@@ -22,7 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from model.crackset_scoring import prediction_matches  # noqa: E402
-from model.detection import detection_scores, resampled_scores  # noqa: E402
+from model.detection import PlateMatches, detection_scores, resampled_scores  # noqa: E402
 from model.metrics import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED  # noqa: E402
 
 
@@ -32,6 +32,25 @@ def read(folder: Path):
         return prediction_matches(folder)
     except FileNotFoundError as error:
         raise SystemExit(str(error)) from None
+
+
+def paired_differences(baseline: PlateMatches, candidate: PlateMatches) -> list[dict]:
+    """One row per detection metric for two scorings of the same plates: `metric`,
+    `baseline`, `candidate`, `difference` and its 95 % plate-bootstrap `interval95`."""
+    n = len(baseline.score)
+    draws = np.random.default_rng(BOOTSTRAP_SEED).integers(0, n, size=(BOOTSTRAP_RESAMPLES, n))
+    base_draws, cand_draws = resampled_scores(baseline, draws), resampled_scores(candidate, draws)
+    base_all, cand_all = detection_scores(baseline), detection_scores(candidate)
+    rows = []
+    for name in base_draws:
+        diff = cand_draws[name] - base_draws[name]
+        diff = diff[np.isfinite(diff)]
+        interval = np.percentile(diff, [2.5, 97.5]).tolist() if diff.size else [None, None]
+        both = (base_all[name], cand_all[name])
+        rows.append({"metric": name, "baseline": both[0], "candidate": both[1],
+                     "difference": both[1] - both[0] if None not in both else None,
+                     "interval95": interval})
+    return rows
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -45,22 +64,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if not np.array_equal(samples, other):
         raise SystemExit("the two evaluations score different samples; pair only evaluations "
                          "of one subset")
-    draws = np.random.default_rng(BOOTSTRAP_SEED).integers(
-        0, len(samples), size=(BOOTSTRAP_RESAMPLES, len(samples)))
-    base_draws, cand_draws = resampled_scores(baseline, draws), resampled_scores(candidate, draws)
-    base_all, cand_all = detection_scores(baseline), detection_scores(candidate)
-    rows = []
-    for name in base_draws:
-        diff = cand_draws[name] - base_draws[name]
-        diff = diff[np.isfinite(diff)]
-        interval = np.percentile(diff, [2.5, 97.5]).tolist() if diff.size else [None, None]
-        both = (base_all[name], cand_all[name])
-        rows.append({"metric": name, "baseline": both[0], "candidate": both[1],
-                     "difference": both[1] - both[0] if None not in both else None,
-                     "interval95": interval})
-        print(json.dumps(rows[-1]))
+    rows = paired_differences(baseline, candidate)
+    for row in rows:
+        print(json.dumps(row))
     return rows
-
 
 if __name__ == "__main__":
     main()
