@@ -127,6 +127,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--first", type=int, help="only the first N plates (a quick look)")
     p.add_argument("--batch-size", type=int, default=16)
     args = p.parse_args(argv)
+    if args.first is not None and args.first < 1:
+        p.error(f"--first must be at least 1, got {args.first}")
+    if args.sweeps < 1:
+        p.error(f"--sweeps must be at least 1, got {args.sweeps}")
     path = args.evaluation / "crack_predictions.nc"
     if not path.is_file():
         raise SystemExit(f"{path} not found (a crack-set evaluate folder)")
@@ -147,10 +151,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
     config = json.loads(index.setup)
     setup = dlem_dataset.setup(config)
     pristine = dlem_dataset.sensor_records(setup, []).astype(np.float64)
-    fit_samples = int(round(args.fit_us * 1e-6 / config["time"]["duration"]
-                            * config["time"]["n_time"]))
-    early = dlem_dataset.setup({**config, "time": {**config["time"], "n_time": fit_samples,
-                                                   "duration": args.fit_us * 1e-6}})
+    if args.subtract == "fitted":
+        duration, n_time = config["time"]["duration"], config["time"]["n_time"]
+        if not 0 < args.fit_us * 1e-6 <= duration:
+            p.error(f"--fit-us must lie in (0, {duration * 1e6:g}] (the record), got {args.fit_us}")
+        fit_samples = int(round(args.fit_us * 1e-6 / duration * n_time))
+        early = dlem_dataset.setup({**config, "time": {**config["time"], "n_time": fit_samples,
+                                                       "duration": args.fit_us * 1e-6}})
     if args.subtract == "true":
         ends, keep = true_ends, before.found50
     else:
@@ -158,14 +165,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
     scattered, moved = {}, []
     refined = first["pred_ends"].values.copy()   # fitted: the detections' fitted end points
     for i, sample in enumerate(tqdm(ids, desc="simulating", file=sys.stderr)):
-        chosen = ends[i, np.flatnonzero(keep[i])]
+        slots = np.flatnonzero(keep[i])
+        chosen = ends[i, slots]
         if not len(chosen):
             continue
         if args.subtract == "fitted":
             measured = read_samples(index, ids[i:i + 1], "wavefield")[0, :fit_samples]
             fitted = fit_ends(chosen, measured.astype(np.float64), early, args.sweeps)
             moved.append(np.linalg.norm(fitted - chosen, axis=-1).ravel())
-            refined[i, np.flatnonzero(keep[i])] = chosen = fitted
+            refined[i, slots] = chosen = fitted
         scattered[int(sample)] = (dlem_dataset.sensor_records(setup, solver_cracks(chosen))
                                   - pristine)
 
