@@ -7,13 +7,9 @@ A sample is fully defined by (config, sample index): its seed is drawn from
 
 from __future__ import annotations
 
-import ctypes
 import datetime as _dt
 import hashlib
 import json
-import multiprocessing as mp
-import signal
-import threading
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -35,6 +31,7 @@ from .lattice import Lattice, build_lattice, stable_dt, stiffness_blocks, wave_s
 from .sensors import nearest_nodes, sensor_grid
 from .solver import Simulation, damping_profile
 from .source import PointSource, source_forces
+from .workers import ordered_map
 
 MAX_VERTICES = 48
 WAVEFIELD_DIMS = ("sample", "time", "sensor", "component")
@@ -45,7 +42,6 @@ WAVEFIELD_ATTRS = {"units": "m", "long_name": "displacement at the sensors"}
 TIME_ATTRS = {"units": "s", "long_name": "time since the start of the simulation",
               "comment": "a duration, not a calendar time; each source's wavelet peaks at its "
                          "source_onset"}
-PR_SET_PDEATHSIG = 1    # prctl option: signal this process when its parent dies
 # config sections that are not part of the physical set-up: the crack scenario and the
 # dataset seed (the sample range is not in the config)
 NOT_SETUP = ("cracks", "seed")
@@ -237,52 +233,22 @@ def _work(args):
     return field if encode is None else encode(field)
 
 
-def _quiet_worker() -> None:
-    """Pool worker set-up: die by SIGTERM without a traceback (the parent terminates the
-    pool when it stops), leave Ctrl-C to the parent, and get SIGTERM when the parent dies
-    (Linux), so no orphan writes into a closed pipe."""
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM))
-    except (OSError, AttributeError):
-        pass
-
-
 @contextmanager
 def wavefields(cfg: dict, indices, workers: int = 1, pristine: bool = False,
                progress: bool = True, encode: Callable[[np.ndarray], bytes] | None = None):
     """Context: an iterator over the wavefields of ``indices`` in order, simulated by
-    ``workers`` processes (the same bits for any count), each passed through ``encode`` in
-    its worker when given (e.g. compressed: ``dlem.compression.encode_chunk``). The workers
-    start at entry, so what the caller does before iterating (describing the samples,
-    writing the shard's header) overlaps the simulation; leaving the block stops them."""
+    ``workers`` processes (the same bits for any count; ``dlem.workers.ordered_map``), each
+    passed through ``encode`` in its worker when given (e.g. compressed:
+    ``dlem.compression.encode_chunk``). The workers start at entry, so what the caller does
+    before iterating (describing the samples, writing the shard's header) overlaps the
+    simulation; leaving the block stops them."""
     jobs = [(cfg, int(i), pristine, encode) for i in indices]
     bar = dict(total=len(jobs), desc="simulating", unit="sample", disable=not progress)
     if workers <= 1:
         yield (_work(j) for j in tqdm(jobs, **bar))
         return
-    pool = mp.get_context("fork").Pool(workers, initializer=_quiet_worker)
-    try:
-        yield tqdm(pool.imap(_work, jobs), **bar)
-    finally:
-        with _signals_ignored(signal.SIGTERM, signal.SIGINT):  # a second signal must not
-            pool.terminate()                                 # break off the pool's shutdown
-            pool.join()                                      # (and hang the interpreter's exit)
-
-
-@contextmanager
-def _signals_ignored(*signums: int):
-    """Ignore `signums` inside the block (main thread only; elsewhere a no-op)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    saved = {signum: signal.signal(signum, signal.SIG_IGN) for signum in signums}
-    try:
-        yield
-    finally:
-        for signum, handler in saved.items():
-            signal.signal(signum, handler)
+    with ordered_map(_work, jobs, workers) as fields:
+        yield tqdm(fields, **bar)
 
 
 def simulate_range(cfg: dict, start: int, stop: int, workers: int = 1, pristine: bool = False,
