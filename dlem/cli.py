@@ -3,79 +3,21 @@
 Every expected failure ends in one line on stderr naming the problem and the path, exit
 status 2: a bad config, an unreadable, unfinished or non-finite shard, an OS fault (no
 permission, a folder where a file goes, a full disk, a read-only file system). SIGTERM is
-turned into ``Terminated`` so that the temporary output is removed as on Ctrl-C (exit
-status 143, or 130 on Ctrl-C); never inside the NetCDF/HDF5 libraries, whose locks an
-exception raised there can leave held (the cleanup then waits for them forever).
+turned into ``Terminated`` (``crackpoint.stopping``) so that the temporary output is
+removed as on Ctrl-C (exit status 143, or 130 on Ctrl-C).
 """
 
 from __future__ import annotations
 
-import _thread
 import argparse
-import importlib.util
-import os
 import signal
 import sys
-import threading
-import time
-from functools import partial
+
+from crackpoint.stopping import Terminated, raise_terminated
 
 from . import config as config_mod
 from .compression import COMPRESSIONS, DEFAULT_COMPRESSION
 from .files import describe_os_error
-
-
-REDELIVER_S = 2.0   # SIGTERM is raised again after this long if the process still runs
-_redelivering = threading.Event()
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised in the main thread so that ``finally`` blocks clean up."""
-
-
-def _package_dirs(*names: str) -> tuple[str, ...]:
-    """The folders of the installed packages ``names`` (without importing them)."""
-    specs = (importlib.util.find_spec(name) for name in names)
-    return tuple(os.path.dirname(spec.origin) + os.sep for spec in specs if spec and spec.origin)
-
-
-# an exception raised inside these can leave a lock held that their cleanup then waits for
-# (xarray's CombinedLock takes its locks one by one): a SIGTERM there is raised on leaving them
-UNINTERRUPTIBLE = _package_dirs("xarray", "netCDF4", "h5py")
-
-
-def _raise_terminated(signum, frame) -> None:
-    """SIGTERM handler: raise ``Terminated``, so that ``finally`` blocks remove temporary files.
-
-    Inside one of the ``UNINTERRUPTIBLE`` libraries it is raised in the caller of the
-    outermost of their frames, as that returns. A library with a bare ``except:`` on the way
-    (netCDF4's indexing helpers) can swallow it, so a daemon thread delivers the signal
-    again every ``REDELIVER_S`` seconds until the process has ended.
-    """
-    if not _redelivering.is_set():
-        _redelivering.set()
-        threading.Thread(target=_redeliver, args=(signum,), daemon=True).start()
-    inside = None
-    while frame is not None:
-        if frame.f_code.co_filename.startswith(UNINTERRUPTIBLE):
-            inside = frame
-        frame = frame.f_back
-    sys.setprofile(None if inside is None else partial(_raise_on_return, inside))
-    if inside is None:
-        raise Terminated
-
-
-def _raise_on_return(library_frame, frame, event: str, arg) -> None:
-    """Profile hook of the main thread: raise `Terminated` as `library_frame` returns (the
-    hook's exception replaces the frame's return, and the interpreter removes the hook)."""
-    if event == "return" and frame is library_frame:
-        raise Terminated
-
-
-def _redeliver(signum: int) -> None:
-    while True:
-        time.sleep(REDELIVER_S)
-        _thread.interrupt_main(signum)  # runs the handler again; nothing under SIG_DFL
 
 
 def _range(text: str) -> tuple[int, int]:
@@ -121,7 +63,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    signal.signal(signal.SIGTERM, _raise_terminated)
+    signal.signal(signal.SIGTERM, raise_terminated)
     try:
         if args.command == "simulate":
             from .dataset import write_shard

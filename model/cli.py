@@ -14,9 +14,9 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from crackpoint.stopping import Terminated, raise_terminated
 from model.data import SUBSETS, load_labels, make_split, write_split
-from model.io import (DataError, Terminated, check_output_dir, check_output_file,
-                      describe_os_error, raise_terminated)
+from model.io import DataError, check_output_dir, check_output_file, describe_os_error
 from model.keypoints import BOX_RULES, DEFAULT_BOX_RULE
 from model.baselines import METHODS
 from model.metrics import DEFAULT_SIZE_THRESHOLDS

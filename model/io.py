@@ -16,24 +16,18 @@ lets differences in named paths through (`--allow-setup-change`, docs/robustness
 
 Writes go through `atomic_path`: a temporary file beside the destination, renamed when
 whole and removed on any error or interruption (SIGTERM too, once the CLI has turned it into
-`Terminated`, which is never raised inside the NetCDF/HDF5 libraries: see `raise_terminated`). A write fault is raised as an OSError naming the destination and the cause;
+`crackpoint.stopping.Terminated`). A write fault is raised as an OSError naming the destination and the cause;
 a full disk, which netCDF-C and torch report as a bare RuntimeError, is named as such.
 """
 
 from __future__ import annotations
 
-import _thread
 import contextlib
 import errno
-import importlib.util
 import json
 import os
 import shutil
-import sys
-import threading
-import time
 from collections.abc import Iterator, Sequence
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -48,61 +42,10 @@ COMPLETE_ATTR = "complete"       # a shard's global attribute, 1 once its last s
 SETUP_HASH_ATTR = "setup_hash"   # sha256 hex of SETUP_ATTR (shards, pristine, labels)
 SETUP_ATTR = "setup"             # canonical JSON of the physical set-up (shards, pristine)
 LOW_SPACE_BYTES = 1 << 20        # below this many free bytes a failed write is a full disk
-REDELIVER_S = 2.0                # SIGTERM is raised again after this long if still running
-_redelivering = threading.Event()
 
 
 class DataError(ValueError):
     """An input file is missing, unreadable or does not follow the data contract."""
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised in the main thread (see `raise_terminated`) so cleanup runs."""
-
-
-def _package_dirs(*names: str) -> tuple[str, ...]:
-    """The folders of the installed packages `names` (without importing them)."""
-    specs = (importlib.util.find_spec(name) for name in names)
-    return tuple(os.path.dirname(spec.origin) + os.sep for spec in specs if spec and spec.origin)
-
-
-# an exception raised inside these can leave a lock held that their cleanup then waits for
-# (xarray's CombinedLock takes its locks one by one): a SIGTERM there is raised on leaving them
-UNINTERRUPTIBLE = _package_dirs("xarray", "netCDF4", "h5py")
-
-
-def raise_terminated(signum, frame) -> None:
-    """SIGTERM handler: raise `Terminated`, so that `finally` blocks remove temporary files.
-
-    Inside one of the `UNINTERRUPTIBLE` libraries it is raised in the caller of the
-    outermost of their frames, as that returns. A library with a bare `except:` on the way
-    (netCDF4's indexing helpers) can swallow it, so a daemon thread delivers the signal
-    again every `REDELIVER_S` seconds until the process has ended.
-    """
-    if not _redelivering.is_set():
-        _redelivering.set()
-        threading.Thread(target=_redeliver, args=(signum,), daemon=True).start()
-    inside = None
-    while frame is not None:
-        if frame.f_code.co_filename.startswith(UNINTERRUPTIBLE):
-            inside = frame
-        frame = frame.f_back
-    sys.setprofile(None if inside is None else partial(_raise_on_return, inside))
-    if inside is None:
-        raise Terminated
-
-
-def _raise_on_return(library_frame, frame, event: str, arg) -> None:
-    """Profile hook of the main thread: raise `Terminated` as `library_frame` returns (the
-    hook's exception replaces the frame's return, and the interpreter removes the hook)."""
-    if event == "return" and frame is library_frame:
-        raise Terminated
-
-
-def _redeliver(signum: int) -> None:
-    while True:
-        time.sleep(REDELIVER_S)
-        _thread.interrupt_main(signum)  # runs the handler again; nothing under SIG_DFL
 
 
 def open_checked(path: str | os.PathLike, variables: Sequence[str], kind: str,

@@ -78,7 +78,7 @@ def third_party_imports(package: str) -> set[str]:
                 names |= {a.name.split(".")[0] for a in node.names}
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 names.add(node.module.split(".")[0])
-    names -= set(sys.stdlib_module_names) | {package, "__future__"}
+    names -= set(sys.stdlib_module_names) | {package, "__future__", "crackpoint"}  # ours
     return {DISTRIBUTION.get(n, n).lower() for n in names}
 
 
