@@ -18,6 +18,7 @@ from crackpoint.stopping import Terminated, raise_terminated
 from . import config as config_mod
 from .compression import COMPRESSIONS, DEFAULT_COMPRESSION
 from .files import describe_os_error
+from .workers import WorkerDied
 
 
 def _range(text: str) -> tuple[int, int]:
@@ -83,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as err:
         print(f"python -m dlem {args.command}: error: {describe_os_error(err)}", file=sys.stderr)
         return 2
-    except (config_mod.ConfigError, ValueError) as err:
+    except (config_mod.ConfigError, ValueError, WorkerDied) as err:
         print(f"python -m dlem {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as err:

@@ -66,7 +66,8 @@ def _results(procs: list, pipes: list, total: int) -> Iterator:
         except EOFError:
             procs[k].join()
             raise WorkerDied(f"worker process {procs[k].pid} ended (exit code "
-                             f"{procs[k].exitcode}) before it delivered item {j}") from None
+                             f"{procs[k].exitcode}: killed, out of memory?) before it "
+                             f"delivered item {j}") from None
         if not ok:
             raise value
         yield value

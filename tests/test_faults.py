@@ -59,6 +59,17 @@ def one_line_error(stderr: str, *needles: str) -> str:
     return lines[0]
 
 
+def processes() -> list[tuple[int, int]]:
+    """(pid, parent pid) of every process running now (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            found.append((int(stat.parent.name), int(stat.read_text().rsplit(")", 1)[1].split()[1])))
+        except (FileNotFoundError, ProcessLookupError):   # ended meanwhile
+            continue
+    return found
+
+
 def leftovers(folder: Path) -> list[str]:
     """Temporary files (`.NAME.tmp-PID`) anywhere below `folder`."""
     return sorted(str(p) for p in folder.rglob(".*.tmp-*"))
@@ -335,6 +346,24 @@ def test_sigterm_with_two_workers_removes_the_temporary_file_quietly(tmp_path):
     assert proc.returncode == 128 + signal.SIGTERM
     one_line_error(stderr, "terminated (SIGTERM)")
     assert "BrokenPipe" not in stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sim.yaml"]
+
+
+def test_a_killed_worker_ends_simulate_with_one_line_and_no_file(tmp_path):
+    """A worker killed from outside (as by the out-of-memory killer) is an error naming it,
+    not a wait for a sample that never comes."""
+    cfg, out = write_config(tmp_path, TINY_SIM), tmp_path / "s.nc"
+    proc = subprocess.Popen([sys.executable, "-m", "dlem", "simulate", "--config", str(cfg),
+                             "--out", str(out), "--samples", "0:20000", "--workers", "2",
+                             "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=ENV)
+    wait_for(lambda: leftovers(tmp_path), proc)
+    time.sleep(0.5)
+    workers = [pid for pid, parent in processes() if parent == proc.pid]
+    os.kill(workers[0], signal.SIGKILL)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 2
+    one_line_error(stderr, f"worker process {workers[0]} ended (exit code -9")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sim.yaml"]
 
 

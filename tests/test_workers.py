@@ -66,7 +66,7 @@ def die_on_three(x: int) -> int:
 
 
 def test_a_killed_worker_is_an_error_naming_it_not_a_hang():
-    with pytest.raises(WorkerDied, match=r"exit code -9\) before it delivered item 3"):
+    with pytest.raises(WorkerDied, match=r"exit code -9: killed, out of memory\?\) before it delivered item 3"):
         with ordered_map(die_on_three, list(range(10)), 2) as results:
             for _ in results:
                 pass
