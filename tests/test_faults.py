@@ -333,14 +333,21 @@ def test_simulate_on_a_read_only_file_system_names_it(tmp_path, capsys, mount_tm
 
 # ------------------------------------------------------------------ dlem: signals
 
-def test_sigterm_with_two_workers_removes_the_temporary_file_quietly(tmp_path):
+def simulating_with_two_workers(tmp_path: Path) -> subprocess.Popen:
+    """`dlem simulate --workers 2` of many samples, 0.5 s after its temporary file appeared
+    (workers running, samples arriving)."""
     cfg, out = write_config(tmp_path, TINY_SIM), tmp_path / "s.nc"
     proc = subprocess.Popen([sys.executable, "-m", "dlem", "simulate", "--config", str(cfg),
                              "--out", str(out), "--samples", "0:20000", "--workers", "2",
                              "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env=ENV)
     wait_for(lambda: leftovers(tmp_path), proc)
-    time.sleep(0.5)                                  # workers running, samples arriving
+    time.sleep(0.5)
+    return proc
+
+
+def test_sigterm_with_two_workers_removes_the_temporary_file_quietly(tmp_path):
+    proc = simulating_with_two_workers(tmp_path)
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=120)  # a hang still fails; a loaded CI machine is slow
     assert proc.returncode == 128 + signal.SIGTERM
@@ -352,13 +359,7 @@ def test_sigterm_with_two_workers_removes_the_temporary_file_quietly(tmp_path):
 def test_a_killed_worker_ends_simulate_with_one_line_and_no_file(tmp_path):
     """A worker killed from outside (as by the out-of-memory killer) is an error naming it,
     not a wait for a sample that never comes."""
-    cfg, out = write_config(tmp_path, TINY_SIM), tmp_path / "s.nc"
-    proc = subprocess.Popen([sys.executable, "-m", "dlem", "simulate", "--config", str(cfg),
-                             "--out", str(out), "--samples", "0:20000", "--workers", "2",
-                             "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=ENV)
-    wait_for(lambda: leftovers(tmp_path), proc)
-    time.sleep(0.5)
+    proc = simulating_with_two_workers(tmp_path)
     workers = [pid for pid, parent in processes() if parent == proc.pid]
     os.kill(workers[0], signal.SIGKILL)
     _, stderr = proc.communicate(timeout=120)
