@@ -4,9 +4,9 @@ Worker k of W applies the function to items k, k + W, k + 2W, ... and sends each
 down a pipe of its own; the parent reads the pipes in turn, so the results arrive in input
 order and a worker runs at most one result (plus the pipe's buffer) ahead of the reader:
 memory stays bounded however slow the reader is. Nothing is shared between the workers, so
-stopping them is a SIGTERM to each and a join. (``multiprocessing.Pool.terminate`` first
-drains the shared task queue under its read lock, which an idle worker can hold while it
-waits for a task that will never come: the parent then hangs.)
+stopping them is a SIGTERM to each and a join. (``multiprocessing.Pool.terminate`` puts a
+sentinel on the shared result queue under its write lock; a stopped ``dlem simulate`` once
+hung there, the lock held by a worker that could not finish sending its result.)
 """
 
 from __future__ import annotations

@@ -16,8 +16,9 @@ lets differences in named paths through (`--allow-setup-change`, docs/robustness
 
 Writes go through `atomic_path`: a temporary file beside the destination, renamed when
 whole and removed on any error or interruption (SIGTERM too, once the CLI has turned it into
-`crackpoint.stopping.Terminated`). A write fault is raised as an OSError naming the destination and the cause;
-a full disk, which netCDF-C and torch report as a bare RuntimeError, is named as such.
+`crackpoint.stopping.Terminated`). A write fault is raised as an OSError naming the
+destination and the cause; a full disk, which netCDF-C and torch report as a bare
+RuntimeError, is named as such.
 """
 
 from __future__ import annotations

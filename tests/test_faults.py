@@ -37,6 +37,7 @@ from dlem.cli import main as dlem_main
 from model.cli import main as model_main
 from model.io import SHARD_VARIABLES, DataError, open_checked
 from test_dlem_dataset import TINY
+from test_workers import children
 
 TINY_SIM = {**TINY,  # test_dlem_dataset's 24-node-wide plate, 120 records; one segment crack
             "cracks": {"count": {"min": 1, "max": 1},
@@ -57,17 +58,6 @@ def one_line_error(stderr: str, *needles: str) -> str:
     for needle in needles:
         assert needle in lines[0], (needle, lines[0])
     return lines[0]
-
-
-def processes() -> list[tuple[int, int]]:
-    """(pid, parent pid) of every process running now (Linux /proc)."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            found.append((int(stat.parent.name), int(stat.read_text().rsplit(")", 1)[1].split()[1])))
-        except (FileNotFoundError, ProcessLookupError):   # ended meanwhile
-            continue
-    return found
 
 
 def leftovers(folder: Path) -> list[str]:
@@ -360,7 +350,7 @@ def test_a_killed_worker_ends_simulate_with_one_line_and_no_file(tmp_path):
     """A worker killed from outside (as by the out-of-memory killer) is an error naming it,
     not a wait for a sample that never comes."""
     proc = simulating_with_two_workers(tmp_path)
-    workers = [pid for pid, parent in processes() if parent == proc.pid]
+    workers = sorted(children(proc.pid))
     os.kill(workers[0], signal.SIGKILL)
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 2

@@ -20,15 +20,17 @@ def square_slowly(x: int) -> int:
     return x * x
 
 
-def children() -> set[int]:
-    """The running processes whose parent is this one (Linux /proc; zombies excluded)."""
+def children(parent: int | None = None) -> set[int]:
+    """The running processes whose parent is `parent` (default: this one); Linux /proc,
+    zombies excluded."""
+    parent = os.getpid() if parent is None else parent
     found = set()
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             state, ppid = stat.read_text().rsplit(")", 1)[1].split()[:2]
-        except (FileNotFoundError, ProcessLookupError):
+        except (FileNotFoundError, ProcessLookupError):   # ended meanwhile
             continue
-        if int(ppid) == os.getpid() and state != "Z":
+        if int(ppid) == parent and state != "Z":
             found.add(int(stat.parent.name))
     return found
 
@@ -66,7 +68,8 @@ def die_on_three(x: int) -> int:
 
 
 def test_a_killed_worker_is_an_error_naming_it_not_a_hang():
-    with pytest.raises(WorkerDied, match=r"exit code -9: killed, out of memory\?\) before it delivered item 3"):
+    with pytest.raises(WorkerDied,
+                       match=r"exit code -9: killed, out of memory\?\) before it delivered item 3"):
         with ordered_map(die_on_three, list(range(10)), 2) as results:
             for _ in results:
                 pass
