@@ -42,8 +42,10 @@ TWO_CRACKS = {"name": "two-cracks", "start": 3_000_000, "samples": 4, "shard_siz
 
 
 def snakemake(*args, cwd=ROOT, timeout=120) -> subprocess.CompletedProcess:
-    """Run snakemake in a subprocess; stdout and stderr together in `.stdout`."""
-    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    """Run snakemake in a subprocess; stdout and stderr together in `.stdout`. The rules'
+    `python` is this interpreter (its folder first on PATH), as in an activated venv."""
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    env = dict(os.environ, PYTHONWARNINGS="ignore", PATH=path)
     return subprocess.run(
         [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), *map(str, args)],
         cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
