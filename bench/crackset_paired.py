@@ -6,7 +6,7 @@ baseline's, with a 95 % percentile-bootstrap interval over the plates.
 
 Both folders must score the same samples. Each resample draws whole plates (the draws of
 `model.metrics.bootstrap_ci`) and scores both models on it (`model.detection.
-resampled_scores`, each at its own detection threshold), so what the plates share cancels:
+paired_differences`, each at its own detection threshold), so what the plates share cancels:
 the interval says how well these plates pin the difference down, not how a retrained model
 would vary. Prints one JSON line per metric: baseline, candidate, difference, interval.
 """
@@ -22,8 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from model.crackset_scoring import prediction_matches  # noqa: E402
-from model.detection import PlateMatches, detection_scores, resampled_scores  # noqa: E402
-from model.metrics import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED  # noqa: E402
+from model.detection import paired_differences  # noqa: E402
 
 
 def read(folder: Path):
@@ -32,25 +31,6 @@ def read(folder: Path):
         return prediction_matches(folder)
     except FileNotFoundError as error:
         raise SystemExit(str(error)) from None
-
-
-def paired_differences(baseline: PlateMatches, candidate: PlateMatches) -> list[dict]:
-    """One row per detection metric for two scorings of the same plates: `metric`,
-    `baseline`, `candidate`, `difference` and its 95 % plate-bootstrap `interval95`."""
-    n = len(baseline.score)
-    draws = np.random.default_rng(BOOTSTRAP_SEED).integers(0, n, size=(BOOTSTRAP_RESAMPLES, n))
-    base_draws, cand_draws = resampled_scores(baseline, draws), resampled_scores(candidate, draws)
-    base_all, cand_all = detection_scores(baseline), detection_scores(candidate)
-    rows = []
-    for name in base_draws:
-        diff = cand_draws[name] - base_draws[name]
-        diff = diff[np.isfinite(diff)]
-        interval = np.percentile(diff, [2.5, 97.5]).tolist() if diff.size else [None, None]
-        both = (base_all[name], cand_all[name])
-        rows.append({"metric": name, "baseline": both[0], "candidate": both[1],
-                     "difference": both[1] - both[0] if None not in both else None,
-                     "interval95": interval})
-    return rows
 
 
 def main(argv: list[str] | None = None) -> list[dict]:

@@ -1,3 +1,7 @@
-"""What both command lines, `python -m dlem` and `python -m model`, share and neither owns:
-standard library only, so that neither package imports the other (docs: the data contract
-is their only interface)."""
+"""The layer above the solver (`dlem`) and the model (`model`), which import nothing from
+each other (the data contract is their only interface):
+
+- `crackpoint.stopping`, standard library only, is what both command lines share;
+- `crackpoint.peeling` and its command line (`python -m crackpoint peel`) need both the solver
+  and a trained model, so they live here, as the workflow does (`workflow -> {dlem, model}`);
+  neither package imports them."""

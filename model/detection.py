@@ -379,6 +379,32 @@ def detection_intervals(matches: PlateMatches, level: float = 0.95,
     return result
 
 
+def paired_differences(baseline: PlateMatches, candidate: PlateMatches,
+                       level: float = 0.95) -> list[dict]:
+    """Two scorings of the same N plates compared: one row per `resampled_scores` metric,
+    `metric`, `baseline`, `candidate` (`detection_scores` of each), `difference` (candidate
+    minus baseline) and `interval95`, its percentile-bootstrap interval at `level` over
+    resamples of whole plates, both scored on the same draws (those of `detection_intervals`)
+    so that what the plates share cancels; None where a score is undefined."""
+    n = len(baseline.score)
+    if len(candidate.score) != n:
+        raise ValueError(f"paired scorings need the same plates, got {n} and "
+                         f"{len(candidate.score)}")
+    draws = np.random.default_rng(BOOTSTRAP_SEED).integers(0, n, size=(BOOTSTRAP_RESAMPLES, n))
+    base_draws, cand_draws = resampled_scores(baseline, draws), resampled_scores(candidate, draws)
+    base_all, cand_all = detection_scores(baseline), detection_scores(candidate)
+    rows = []
+    for name in base_draws:
+        diff = cand_draws[name] - base_draws[name]
+        diff = diff[np.isfinite(diff)]
+        interval = (np.percentile(diff, [50 * (1 - level), 50 * (1 + level)]).tolist()
+                    if diff.size else [None, None])
+        both = [None if not np.isfinite(v) else float(v) for v in (base_all[name], cand_all[name])]
+        rows.append({"metric": name, "baseline": both[0], "candidate": both[1],
+                     "difference": None if None in both else both[1] - both[0],
+                     "interval95": interval})
+    return rows
+
 def _mean_or_nan(values: np.ndarray) -> float:
     values = np.asarray(values, dtype=np.float64)
     return float(values.mean()) if values.size else float("nan")

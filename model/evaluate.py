@@ -239,12 +239,12 @@ def evaluate_cracks(model, state: dict, index: ShardIndex, label_set: Labels, sp
     write_text_atomic(detection_markdown(scores, f"{state['arch']} on {subset} ({len(ids)} "
                                          f"samples, detection threshold {t:g})"),
                       out_dir / "detection.md")
-    _crack_figures(out_dir / "figures", ids, decoded, cracks, rows, plate, t, errors,
+    crack_figures(out_dir / "figures", ids, decoded, cracks, rows, plate, t, errors,
                    state["arch"], novel)
     return result
 
 
-def _crack_figures(fig_dir: Path, ids: np.ndarray, decoded: dict, cracks, rows: np.ndarray,
+def crack_figures(fig_dir: Path, ids: np.ndarray, decoded: dict, cracks, rows: np.ndarray,
                    plate: tuple[float, float], threshold: float, errors: dict,
                    name: str, novel: np.ndarray | None) -> None:
     """figures/cracks_{0..3}.png: up to four samples with that many true cracks each (the

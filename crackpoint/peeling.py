@@ -1,0 +1,336 @@
+"""Peeling (issue 10): take the cracks a crack-set model found out of the measurement with the
+solver, and let the model look again at what is left.
+
+The first pass is an evaluation folder of `python -m model evaluate` (its crack_predictions.nc:
+every decoded slot, the detections at its threshold, the intervals rescaled on validation).
+For every plate with a detection, the solver (`dlem`, with the set-up the shards record)
+simulates the plate with the detected cracks, each a straight crack between its end points,
+and subtracts their scattered field (that plate minus the uncracked one) from the measured
+wavefield; the same network then runs again on the rest (the second pass). The solver is
+linear, so what is left is the missed cracks' own field plus the cracks' interaction and the
+misfit of the subtracted geometry (docs/model.md, "Peeling").
+
+- `detected`: the end points as the network predicts them;
+- `fitted`: those end points moved to fit the first `fit_us` microseconds of the measured
+  record (`fit_ends`: a compass search on the squared misfit of the solver's field of all the
+  plate's detections, the early record where the interaction with a missed crack is small).
+
+A second-pass detection (score at the first pass's threshold or above) whose box centre lies
+more than `separation` label cells from every first-pass detection's centre is added to the
+plate's detections (`merge`); the first pass keeps its slots (with the fitted end points).
+Second-pass intervals are rescaled by the evaluation's `sigma_scale`.
+
+`crackpoint` sits above both packages (`workflow -> {dlem, model}`): this module imports
+both, neither imports it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from contextlib import nullcontext
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import xarray as xr
+from tqdm import tqdm
+
+from dlem import dataset as dlem_dataset
+from dlem.cracks import Polyline
+from dlem.workers import ordered_map
+from model.checkpoint import check_setup, load_checkpoint, model_from_checkpoint
+from model.crack_labels import crack_targets, load_crack_labels, plate_size
+from model.crackset_scoring import (crack_predictions_dataset, crack_scores, decode_for,
+                                    detection_markdown, scale_sigmas)
+from model.data import ShardIndex, WavefieldDataset, read_samples
+from model.detection import paired_differences, plate_matches
+from model.evaluate import crack_figures
+from model.inference import make_loader, predict
+from model.io import DataError, write_netcdf_atomic, write_text_atomic
+from model.metrics import DEFAULT_SIZE_THRESHOLDS
+from model.predict import unlabelled
+
+MODES = ("detected", "fitted")
+MIN_CRACK_M = 1e-4           # a predicted crack shorter than this is not subtracted
+FIT_STEPS_M = (2e-3, 1e-3)   # compass-search steps of `fit_ends`
+CHUNK = 64                   # plates whose subtracted fields are held at once
+DECODED = ("score", "box", "ends", "box_sigma", "end_sigma")
+
+
+def straight(ends: np.ndarray) -> Polyline | None:
+    """A straight solver crack between `ends` `(2, 2)` [m]; None when shorter than
+    `MIN_CRACK_M` (no bond to cut)."""
+    ends = np.asarray(ends, np.float64)
+    return Polyline.from_params(points=ends) if np.linalg.norm(ends[1] - ends[0]) >= MIN_CRACK_M \
+        else None
+
+
+def solver_cracks(ends: np.ndarray) -> list[Polyline]:
+    """Straight solver cracks of end points `(n, 2, 2)` [m], those under `MIN_CRACK_M` left
+    out."""
+    return [c for c in map(straight, ends) if c is not None]
+
+
+def cracks_field(setup, ends: np.ndarray) -> np.ndarray:
+    """The sensor wavefield `(T, sensor, 2)` float64 [m] of the plate of `setup`
+    (`dlem.dataset.setup`) with straight cracks between `ends` `(n, 2, 2)` [m]."""
+    return dlem_dataset.sensor_records(setup, solver_cracks(ends)).astype(np.float64)
+
+
+def early_setup(config: dict, fit_us: float):
+    """The solver set-up of the first `fit_us` microseconds of `config`'s record, and that
+    many samples: its records are the first samples of the full ones (same time step)."""
+    duration, n_time = config["time"]["duration"], config["time"]["n_time"]
+    if not 0 < fit_us * 1e-6 <= duration:
+        raise ValueError(f"fit_us must lie in (0, {duration * 1e6:g}] (the record), got {fit_us}")
+    samples = int(round(fit_us * 1e-6 / duration * n_time))
+    if samples < 1:
+        raise ValueError(f"fit_us {fit_us} is shorter than one sample of the record")
+    time = {**config["time"], "n_time": samples, "duration": samples * duration / n_time}
+    return dlem_dataset.setup({**config, "time": time}), samples
+
+
+def fit_ends(ends: np.ndarray, measured: np.ndarray, setup, sweeps: int = 2,
+             steps: Sequence[float] = FIT_STEPS_M) -> np.ndarray:
+    """End points `(n, 2, 2)` [m] moved to fit `measured` `(T', sensor, 2)` [m] (the records
+    `setup` simulates): a compass search on the squared misfit of the cracks' simulated
+    field, one coordinate at a time, first improving move taken, by each of `steps` [m] in
+    turn, at most `sweeps` rounds per step (fewer once no move improves)."""
+    theta = np.asarray(ends, np.float64).reshape(-1).copy()
+    measured = np.asarray(measured, np.float64)
+
+    def misfit(values: np.ndarray) -> float:
+        return float(np.sum((measured - cracks_field(setup, values.reshape(-1, 2, 2))) ** 2))
+
+    best = misfit(theta)
+    for step in steps:
+        for _ in range(sweeps):
+            moved = False
+            for j in range(theta.size):
+                for sign in (1.0, -1.0):
+                    trial = theta.copy()
+                    trial[j] += sign * step
+                    value = misfit(trial)
+                    if value < best:
+                        best, theta, moved = value, trial, True
+                        break
+            if not moved:
+                break
+    return theta.reshape(-1, 2, 2)
+
+
+def merge(first: dict, second: dict, threshold: float, separation: float,
+          grid: tuple[int, int]) -> tuple[dict, np.ndarray]:
+    """The first pass's slots followed by the second pass's detections (`score >=
+    threshold`) whose box centre is more than `separation` label cells (`grid` = cells along
+    x, y) from the centre of every first-pass detection of its plate. `first`, `second`:
+    decoded cracks (`DECODED`, `(N, K, ...)` and `(N, K2, ...)`); returns the merged
+    `(N, K + K2, ...)` (NaN where nothing was added) and the pass of each slot `(N, K + K2)`
+    int8: 1, 2, or 0 for an empty slot."""
+    n, k = first["score"].shape
+    merged = {name: np.concatenate([first[name], np.full_like(second[name], np.nan)], axis=1)
+              for name in DECODED}
+    cells = np.tile(np.asarray(grid, np.float64), 2)
+
+    def centres(boxes: np.ndarray) -> np.ndarray:
+        boxes = boxes * cells
+        return (boxes[..., :2] + boxes[..., 2:]) / 2
+
+    old_c, new_c = centres(first["box"]), centres(second["box"])
+    for i in range(n):
+        old = old_c[i][first["score"][i] >= threshold]
+        for j in np.flatnonzero(second["score"][i] >= threshold):
+            gap = np.linalg.norm(old - new_c[i, j], axis=1)
+            if gap.size == 0 or gap.min() > separation:
+                for name in DECODED:
+                    merged[name][i, k + j] = second[name][i, j]
+    source = np.where(np.isfinite(merged["score"]), 1, 0).astype(np.int8)
+    source[:, k:] *= 2
+    return merged, source
+
+
+def first_pass(folder: str | os.PathLike) -> tuple[xr.Dataset, dict]:
+    """The crack_predictions.nc (loaded) and metrics.json of a crack-set evaluation folder;
+    DataError naming what is missing."""
+    folder = Path(folder)
+    path, metrics_path = folder / "crack_predictions.nc", folder / "metrics.json"
+    for p in (path, metrics_path):
+        if not p.is_file():
+            raise DataError(f"{p} not found: --evaluation must be a folder written by "
+                            "`python -m model evaluate` for a crack-set model")
+    metrics = json.loads(metrics_path.read_text())
+    scales = metrics.get("sigma_scale")
+    if not (isinstance(metrics.get("score_threshold"), (int, float)) and isinstance(scales, dict)
+            and all(isinstance(scales.get(k), (int, float)) for k in ("box", "ends"))):
+        raise DataError(f"{metrics_path} lacks the number 'score_threshold' and the numbers "
+                        "'sigma_scale.box', 'sigma_scale.ends' of a crack-set evaluation")
+    return xr.load_dataset(path), metrics
+
+
+def _decoded(ds: xr.Dataset, plate: np.ndarray) -> dict:
+    """The decoded cracks (plate fractions) of a crack_predictions.nc."""
+    return {"score": ds["score"].values, "box": ds["pred_box"].values,
+            "box_sigma": ds["pred_box_sigma"].values,
+            "ends": ds["pred_ends"].values / plate, "end_sigma": ds["pred_ends_sigma"].values / plate}
+
+
+def _subtracted(job) -> tuple[np.ndarray, np.ndarray]:
+    """Worker: `(ends (n, 2, 2) [m], scattered field (T, sensor, 2) float32 [m])` of one
+    plate; `job` = (ends, early record or None, setups, sweeps)."""
+    ends, measured, (setup, early), pristine, sweeps = job
+    if measured is not None:
+        ends = fit_ends(ends, measured, early, sweeps)
+    return ends, (cracks_field(setup, ends) - pristine).astype(np.float32)
+
+
+def second_pass(model, state: dict, index: ShardIndex, ids: np.ndarray,
+                fields: dict[int, np.ndarray], batch_size: int) -> tuple[np.ndarray, dict]:
+    """The network of `state` on plates `ids` with `fields[sample]` `(T, sensor, 2)` [m]
+    subtracted from the measured wavefield (none where absent): its raw maps' label grid
+    `(cells along x, along y)` and its decoded cracks (plate fractions, intervals as the
+    network gives them)."""
+    def subtract(wavefield: np.ndarray, samples: np.ndarray) -> np.ndarray:
+        field = fields.get(int(samples[0]))
+        return wavefield if field is None else (wavefield - field[None]).astype(np.float32)
+
+    reference = None if state["reference"] is None else state["reference"].numpy()
+    dataset = WavefieldDataset(index, ids, unlabelled(ids), state["stats"], reference,
+                               perturb=subtract)
+    device = torch.device("cpu")
+    try:
+        raw = predict(model, make_loader(dataset, batch_size, 0, device), device)
+    finally:
+        dataset.close()
+    return np.array(raw.shape[:-3:-1]), decode_for(model, raw)
+
+
+def peel(data: Sequence[str], labels: Sequence[str], checkpoint: str | os.PathLike,
+         evaluation: str | os.PathLike, out_dir: str | os.PathLike, subtract: str = "detected",
+         separation: float = 2.0, fit_us: float = 50.0, sweeps: int = 2,
+         size_thresholds: Sequence[float] = DEFAULT_SIZE_THRESHOLDS, batch_size: int = 16,
+         workers: int = 1, progress: bool = True) -> dict:
+    """Peel the plates of `evaluation` (module docstring) and write to `out_dir` what
+    `python -m model evaluate` writes for a crack-set model, of the merged detections:
+    crack_predictions.nc (with `peeling_pass` per slot), metrics.json (the detection scores,
+    tables and calibration, `peeling`: the options, plates subtracted, detections added,
+    median end-point move, and `paired`, the peeled scores minus the first pass's with 95 %
+    plate-bootstrap intervals), detection.md and figures/. `workers` processes run the
+    solver. Returns the metrics."""
+    if subtract not in MODES:
+        raise ValueError(f"subtract must be one of {MODES}, got {subtract!r}")
+    if not separation >= 0:
+        raise ValueError(f"separation must be >= 0 label cells, got {separation}")
+    if sweeps < 1 or workers < 1 or batch_size < 1:
+        raise ValueError("sweeps, workers and batch_size must be at least 1")
+    ds, chosen = first_pass(evaluation)
+    ids, threshold = ds["sample"].values, float(chosen["score_threshold"])
+    index = ShardIndex.build(data)
+    state = load_checkpoint(checkpoint)
+    check_setup(state, index.setup_hash, index.setup, f"shard {index.paths[0]}", checkpoint)
+    if state.get("target", "box") != "cracks":
+        raise DataError(f"{checkpoint} is not a crack-set checkpoint (target "
+                        f"{state.get('target')!r}); peeling needs one")
+    index.locate(ids)   # DataError naming evaluated plates that no --data shard holds
+    plate = np.asarray(plate_size(index.paths[0]))
+    cracks = load_crack_labels(labels)
+    targets = crack_targets(cracks, ids, tuple(plate))
+    same = np.allclose(np.nan_to_num(targets[..., :4], nan=-1),
+                       np.nan_to_num(ds["true_box"].values, nan=-1), atol=1e-6)
+    if not same:
+        raise DataError("the --labels boxes differ from those the evaluation scored: give the "
+                        "labels of the evaluated plates")
+    first = _decoded(ds, plate)
+    config = json.loads(index.setup)
+    setups = (dlem_dataset.setup(config), None)
+    fit_samples = None
+    if subtract == "fitted":
+        early, fit_samples = early_setup(config, fit_us)
+        setups = (setups[0], early)
+    pristine = dlem_dataset.sensor_records(setups[0], []).astype(np.float64)
+    model = model_from_checkpoint(state, source=str(checkpoint))
+    detected = ds["detected"].values
+    plates = np.flatnonzero(detected.any(axis=1))
+    refined, moved, parts = first["ends"].copy(), [], []
+    bar = tqdm(total=len(plates), desc=f"peeling ({subtract})", unit="plate",
+               disable=not progress)
+    for start in range(0, len(ids), CHUNK):
+        rows = np.arange(start, min(start + CHUNK, len(ids)))
+        todo = rows[detected[rows].any(axis=1)]
+        found = [first["ends"][i][detected[i]] * plate for i in todo]          # (n, 2, 2) m
+        records = (read_samples(index, ids[todo], "wavefield")[:, :fit_samples]
+                   if fit_samples and todo.size else [None] * len(todo))
+        jobs = [(ends, record, setups, pristine, sweeps) for ends, record in zip(found, records)]
+        fields = {}
+        with (ordered_map(_subtracted, jobs, workers) if workers > 1
+              else nullcontext(map(_subtracted, jobs))) as results:
+            for i, given, (ends, field) in zip(todo, found, results):
+                if fit_samples:
+                    moved.append(np.linalg.norm(ends - given, axis=-1).ravel())
+                    refined[i, detected[i]] = ends / plate
+                fields[int(ids[i])] = field
+                bar.update()
+        grid, part = second_pass(model, state, index, ids[rows], fields, batch_size)
+        parts.append(part)
+    bar.close()
+    second = {name: np.concatenate([p[name] for p in parts]) for name in DECODED}
+    second = scale_sigmas(second, chosen["sigma_scale"])
+    merged, source = merge({**first, "ends": refined}, second, threshold, separation,
+                           tuple(grid))
+    rows = cracks.labels.rows(ids)
+    novel = ds["novel"].values if "novel" in ds else None
+    scores, errors = crack_scores(merged, targets, cracks.outline[rows], cracks.length[rows],
+                                  tuple(plate), threshold, size_thresholds, novel=novel)
+    before = plate_matches(first["box"], first["score"], targets[..., :4], threshold,
+                           first["ends"] * plate, cracks.outline[rows])
+    after = plate_matches(merged["box"], merged["score"], targets[..., :4], threshold,
+                          merged["ends"] * plate, cracks.outline[rows])
+    result = {
+        **scores, "sigma_scale": chosen["sigma_scale"], "samples_scored": int(len(ids)),
+        "peeling": {"evaluation": str(evaluation), "checkpoint": str(checkpoint),
+                    "subtract": subtract, "separation_cells": separation,
+                    "fit_us": fit_us if fit_samples else None,
+                    "sweeps": sweeps if fit_samples else None,
+                    "plates_subtracted": int(len(plates)),
+                    "added": int((source == 2).sum()),
+                    "median_end_moved_m": float(np.median(np.concatenate(moved)))
+                    if moved else None},
+        "paired": paired_differences(before, after),
+    }
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    distance = ds["distance"].values if "distance" in ds else None
+    predictions = crack_predictions_dataset(ids, merged, targets, tuple(plate), threshold,
+                                            distance, novel)
+    predictions["peeling_pass"] = (("sample", "slot"), source,
+                                   {"long_name": "pass that found the slot's crack",
+                                    "flag_values": np.array([0, 1, 2], np.int8),
+                                    "flag_meanings": "empty first_pass second_pass"})
+    predictions.attrs["source"] = "python -m crackpoint peel"
+    write_netcdf_atomic(predictions, out_dir / "crack_predictions.nc")
+    write_text_atomic(json.dumps(result, indent=2) + "\n", out_dir / "metrics.json")
+    title = (f"{state['arch']} peeled ({subtract}) on {len(ids)} samples, detection threshold "
+             f"{threshold:g}")
+    write_text_atomic(detection_markdown(scores, title) + "\n" + paired_markdown(
+        result["paired"], result["peeling"]), out_dir / "detection.md")
+    crack_figures(out_dir / "figures", ids, merged, cracks, rows, tuple(plate), threshold,
+                  errors, f"{state['arch']} peeled", novel)
+    return result
+
+
+def paired_markdown(rows: list[dict], peeling: dict) -> str:
+    """The peeled-minus-first-pass table of `paired_differences` rows, as Markdown."""
+    def cell(v):
+        return "–" if v is None else f"{v:+.3f}" if isinstance(v, float) else str(v)
+
+    lines = [f"**Peeled minus first pass** (same plates; {peeling['plates_subtracted']} plates "
+             f"subtracted, {peeling['added']} detections added; 95 % bootstrap intervals over "
+             "the plates)", "", "| metric | first pass | peeled | difference | interval |",
+             "|---|---:|---:|---:|---:|"]
+    for row in rows:
+        lo, hi = row["interval95"]
+        plain = [("–" if v is None else f"{v:.3f}") for v in (row["baseline"], row["candidate"])]
+        lines.append(f"| {row['metric']} | {plain[0]} | {plain[1]} | {cell(row['difference'])} "
+                     f"| [{cell(lo)}, {cell(hi)}] |")
+    return "\n".join(lines) + "\n"
