@@ -24,6 +24,7 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/robustness.smk"
 include: "workflow/rules/scenarios.smk"
+include: "workflow/rules/peeling.smk"
 
 
 rule all:

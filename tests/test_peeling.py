@@ -21,24 +21,18 @@ from dlem import dataset as dlem_dataset
 from dlem.cracks import Segment
 from model.cli import main as model_main
 from model.keypoints import write_labels
+from test_dlem_dataset import TINY
 
 pytestmark = pytest.mark.usefixtures("contract_single_thread")
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_NET = {"stem_channels": 4, "block_layers": [1, 1, 1], "growth": 4, "sensor_features": 8,
             "decoder_channels": [8, 8]}
-# a small plate with a short record, for the solver-only tests
-SMALL = {
-    "seed": 5,
-    "plate": {"width": 0.04, "height": 0.04, "thickness": 1e-3, "youngs_modulus": 7e10,
-              "poisson_ratio": 0.33, "density": 2700.0},
-    "lattice": {"nodes_x": 24},
-    "time": {"duration": 2e-5, "n_time": 120},
-    "sources": [{"x": 0.012, "y": 0.008, "f0": 2e5, "angle": 30.0}],
-    "sensors": {"margin": 0.003},
-    "cracks": {"count": {"min": 1, "max": 1},
-               "families": [{"geometry": "segment", "length": [0.008, 0.012]}]},
-}
+# test_dlem_dataset's small plate and short record with one straight crack, for the
+# solver-only tests
+SMALL = {**TINY, "seed": 5,
+         "cracks": {"count": {"min": 1, "max": 1},
+                    "families": [{"geometry": "segment", "length": [0.008, 0.012]}]}}
 
 
 def small_config() -> dict:

@@ -143,6 +143,8 @@ def test_multicrack_config_differs_from_the_default_only_in_the_crack_count(tmp_
     jobs = job_counts(result.stdout)
     assert jobs["labels"] == math.ceil(multi["dataset"]["samples"] / multi["dataset"]["shard_size"])
     assert jobs["train"] == len(multi["models"]) == jobs["evaluate_heldout"]
+    peeled = [m for m in multi["models"] if m["arch"] == "crackset"]
+    assert "peeling" in multi["evaluation"] and jobs["peel"] == 2 * len(peeled) > 0  # test, held out
 
 
 def test_paper_config_has_one_job_per_shard_and_model(tmp_path):
@@ -674,3 +676,19 @@ def test_schema_choices_match_the_model_cli():
     assert set(subset["enum"]) == set(SUBSETS)
     box_rule = schema["properties"]["labels"]["properties"]["box_rule"]
     assert set(box_rule["enum"]) == set(BOX_RULES) and box_rule["default"] == DEFAULT_BOX_RULE
+
+
+def test_peeling_keys_are_options_of_the_peel_command():
+    """evaluation.peeling's keys become `python -m crackpoint peel` flags (peel_flags): each
+    must be one, with the command's choices; the defaults are the command's alone."""
+    from crackpoint.cli import build_parser
+    from crackpoint.peeling import MODES
+
+    schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    peeling = schema["properties"]["evaluation"]["properties"]["peeling"]["properties"]
+    peel = next(a for a in build_parser()._actions if a.dest == "command").choices["peel"]
+    flags = {opt for action in peel._actions for opt in action.option_strings}
+    for key, spec in peeling.items():
+        assert f"--{key.replace('_', '-')}" in flags, key
+        assert "default" not in spec, key
+    assert set(peeling["subtract"]["enum"]) == set(MODES)

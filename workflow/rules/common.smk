@@ -114,6 +114,9 @@ COMPRESSION = (
 MODELS = {m["name"]: m for m in config["models"]}
 BASELINES = {b["name"]: b for b in config.get("baselines", [])}
 SCORED = [*MODELS, *BASELINES]  # every row of the comparison, in config order
+# evaluation.peeling: the crack-set models peeled (`python -m crackpoint peel`)
+PEELING = config["evaluation"].get("peeling")
+PEELED = [n for n, m in MODELS.items() if m["arch"] == "crackset"] if PEELING else []
 
 
 wildcard_constraints:
@@ -427,6 +430,24 @@ def heldout_evaluate_input(wildcards):
     }
 
 
+def peel_input(wildcards):
+    """A crack-set model's peeling inputs: the data and labels its evaluation scored, the
+    checkpoint, and that evaluation's metrics.json (its folder is the first pass)."""
+    heldout = wildcards.set == "heldout/"
+    return {
+        "data": HELDOUT_SHARD_FILES if heldout else SHARD_FILES,
+        "labels": HELDOUT_LABEL_FILES if heldout else LABEL_FILES,
+        "checkpoint": f"results/models/{wildcards.model}/checkpoint.pt",
+        "evaluated": f"results/{wildcards.set}eval/{wildcards.model}/metrics.json",
+    }
+
+
+def peel_flags(wildcards):
+    """`--subtract`, `--separation`, `--fit-us`, `--sweeps` as evaluation.peeling gives them
+    (the command's defaults otherwise)."""
+    return " ".join(f"--{key.replace('_', '-')} {value}" for key, value in PEELING.items())
+
+
 def baseline_method(wildcards):
     return BASELINES[wildcards.baseline]["method"]
 
@@ -470,4 +491,9 @@ def get_final_output():
         outputs += expand("results/compare/robustness.{ext}", ext=["csv", "md", "png"])
     if SCENARIOS:
         outputs += expand("results/compare/scenarios.{ext}", ext=["csv", "md"])
+    outputs += expand(
+        "results/{set}peel/{model}/metrics.json",
+        model=PEELED,
+        set=["", "heldout/"] if HELDOUT else [""],
+    )
     return outputs

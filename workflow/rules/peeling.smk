@@ -1,0 +1,42 @@
+# Peeling (evaluation.peeling, docs/model.md "Peeling"): each crack-set model's detections
+# taken out of the measurement with the solver and the network run again
+# (`python -m crackpoint peel`), on the evaluated subset and, with evaluation.heldout, on
+# the held-out set, choosing nothing there (the first pass's threshold and interval scales).
+
+
+rule peel:
+    """A crack-set model's evaluation peeled: results/{set}peel/MODEL/ beside {set}eval/."""
+    input:
+        unpack(peel_input),
+    output:
+        metrics="results/{set}peel/{model}/metrics.json",
+        predictions="results/{set}peel/{model}/crack_predictions.nc",
+        detection=report(
+            "results/{set}peel/{model}/detection.md",
+            caption="../report/peeling.rst",
+            category="4. Evaluation",
+            subcategory="{model}",
+        ),
+        figures=directory("results/{set}peel/{model}/figures"),
+    log:
+        "logs/peel/{set}{model}.log",
+    benchmark:
+        "benchmarks/peel/{set}{model}.tsv"
+    wildcard_constraints:
+        set="|heldout/",
+    conda:
+        "../../envs/crackpoint.yaml"
+    threads: workflow.cores
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    params:
+        flags=peel_flags,
+        evaluation=subpath(input.evaluated, parent=True),
+        out_dir=subpath(output.metrics, parent=True),
+        thresholds=" ".join(str(t) for t in config["evaluation"]["size_thresholds"]),
+    shell:
+        "python -m crackpoint peel --data {input.data} --labels {input.labels}"
+        " --checkpoint {input.checkpoint} --evaluation {params.evaluation}"
+        " --out-dir {params.out_dir} --workers {threads} {params.flags}"
+        " --size-thresholds {params.thresholds} --no-progress > {log} 2>&1"
