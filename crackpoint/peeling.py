@@ -321,16 +321,19 @@ def peel(data: Sequence[str], labels: Sequence[str], checkpoint: str | os.PathLi
 
 def paired_markdown(rows: list[dict], peeling: dict) -> str:
     """The peeled-minus-first-pass table of `paired_differences` rows, as Markdown."""
-    def cell(v):
-        return "–" if v is None else f"{v:+.3f}" if isinstance(v, float) else str(v)
-
     lines = [f"**Peeled minus first pass** (same plates; {peeling['plates_subtracted']} plates "
              f"subtracted, {peeling['added']} detections added; 95 % bootstrap intervals over "
              "the plates)", "", "| metric | first pass | peeled | difference | interval |",
              "|---|---:|---:|---:|---:|"]
     for row in rows:
+        metres = row["metric"].endswith("_m")   # lengths in mm, two decimals
+        scale, digits = (1e3, 2) if metres else (1.0, 3)
+        name = row["metric"][:-2] + " [mm]" if metres else row["metric"]
+
+        def cell(v, sign=""):
+            return "–" if v is None else f"{scale * v:{sign}.{digits}f}"
+
         lo, hi = row["interval95"]
-        plain = [("–" if v is None else f"{v:.3f}") for v in (row["baseline"], row["candidate"])]
-        lines.append(f"| {row['metric']} | {plain[0]} | {plain[1]} | {cell(row['difference'])} "
-                     f"| [{cell(lo)}, {cell(hi)}] |")
+        lines.append(f"| {name} | {cell(row['baseline'])} | {cell(row['candidate'])} | "
+                     f"{cell(row['difference'], '+')} | [{cell(lo, '+')}, {cell(hi, '+')}] |")
     return "\n".join(lines) + "\n"
