@@ -26,7 +26,7 @@ rule peel:
         set="|heldout/",
     conda:
         "../../envs/crackpoint.yaml"
-    threads: workflow.cores
+    threads: 2  # solver processes (scaled down to --cores)
     resources:
         mem_mb=4000,
         runtime=120,
