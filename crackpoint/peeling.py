@@ -178,7 +178,8 @@ def _decoded(ds: xr.Dataset, plate: np.ndarray) -> dict:
 
 def _subtracted(job) -> tuple[np.ndarray, np.ndarray]:
     """Worker: `(ends (n, 2, 2) [m], scattered field (T, sensor, 2) float32 [m])` of one
-    plate; `job` = (ends, early record or None, setups, sweeps)."""
+    plate's cracks to subtract; `job` = (their end points [m], the plate's early record to
+    fit them to or None, (full set-up, early set-up), the uncracked record, sweeps)."""
     ends, measured, (setup, early), pristine, sweeps = job
     if measured is not None:
         ends = fit_ends(ends, measured, early, sweeps)
@@ -236,8 +237,9 @@ def peel(data: Sequence[str], labels: Sequence[str], checkpoint: str | os.PathLi
     plate = np.asarray(plate_size(index.paths[0]))
     cracks = load_crack_labels(labels)
     targets = crack_targets(cracks, ids, tuple(plate))
-    same = np.allclose(np.nan_to_num(targets[..., :4], nan=-1),
-                       np.nan_to_num(ds["true_box"].values, nan=-1), atol=1e-6)
+    scored = ds["true_box"].values
+    same = targets.shape[:2] == scored.shape[:2] and np.allclose(
+        np.nan_to_num(targets[..., :4], nan=-1), np.nan_to_num(scored, nan=-1), atol=1e-6)
     if not same:
         raise DataError("the --labels boxes differ from those the evaluation scored: give the "
                         "labels of the evaluated plates")
@@ -248,7 +250,7 @@ def peel(data: Sequence[str], labels: Sequence[str], checkpoint: str | os.PathLi
     if subtract == "fitted":
         early, fit_samples = early_setup(config, fit_us)
         setups = (setups[0], early)
-    pristine = dlem_dataset.sensor_records(setups[0], []).astype(np.float64)
+    pristine = cracks_field(setups[0], np.zeros((0, 2, 2)))
     model = model_from_checkpoint(state, source=str(checkpoint))
     detected = ds["detected"].values
     plates = np.flatnonzero(detected.any(axis=1))
