@@ -69,15 +69,21 @@ def env_requirements(name: str = "crackpoint.yaml") -> dict[str, str]:
     return file_requirements(ROOT / "envs" / name)
 
 
+def imported_modules(path: Path) -> set[str]:
+    """The dotted names of the modules one file imports (absolute imports)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module)
+    return names
+
+
 def third_party_imports(package: str) -> set[str]:
     """Distribution names of the non-standard-library modules a package imports."""
-    names = set()
-    for path in (ROOT / package).rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Import):
-                names |= {a.name.split(".")[0] for a in node.names}
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                names.add(node.module.split(".")[0])
+    names = {n.split(".")[0] for path in (ROOT / package).rglob("*.py")
+             for n in imported_modules(path)}
     names -= set(sys.stdlib_module_names) | {package, "__future__", "crackpoint"}  # ours
     return {DISTRIBUTION.get(n, n).lower() for n in names}
 
@@ -138,7 +144,7 @@ def test_simulation_env_has_what_dlem_imports_and_no_torch():
 def test_each_rule_names_the_env_its_command_needs():
     for rule, (env, command) in rule_envs().items():
         assert env, f"rule {rule} names no conda env"
-        if "python -m model" in command or "overview.py" in command:
+        if any(k in command for k in ("python -m model", "python -m crackpoint", "overview.py")):
             assert env == "crackpoint.yaml", f"rule {rule} runs the model package in {env}"
         elif "python -m dlem" in command or "write_yaml.py" in command:
             assert env == "simulate.yaml", f"rule {rule} only runs the solver, but names {env}"
@@ -153,3 +159,20 @@ def test_every_rule_env_exists():
     assert named, "no rule names a conda environment"
     for rel in named:
         assert (rules / rel).resolve().is_file(), f"conda env {rel} (from workflow/rules) missing"
+
+
+@pytest.mark.parametrize("package,allowed", [
+    ("dlem", {"dlem", "crackpoint.stopping"}),
+    ("model", {"model", "crackpoint.stopping"}),
+])
+def test_the_packages_import_each_other_only_through_the_contract(package, allowed):
+    """dlem and model import nothing of each other (the data contract is their interface)
+    and of crackpoint only its standard-library `stopping`; crackpoint.peeling, which needs
+    both, is imported by neither."""
+    ours = ("dlem", "model", "crackpoint")
+    for path in (ROOT / package).rglob("*.py"):
+        bad = {n for n in imported_modules(path) if n.split(".")[0] in ours
+               and not any(n == a or n.startswith(a + ".") for a in allowed)}
+        assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
+    stopping = {n.split(".")[0] for n in imported_modules(ROOT / "crackpoint" / "stopping.py")}
+    assert stopping <= set(sys.stdlib_module_names) | {"__future__"}, stopping
