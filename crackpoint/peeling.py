@@ -317,7 +317,7 @@ def peel(data: Sequence[str], labels: Sequence[str], checkpoint: str | os.PathLi
     write_text_atomic(detection_markdown(scores, title) + "\n" + paired_markdown(
         result["paired"], result["peeling"]), out_dir / "detection.md")
     crack_figures(out_dir / "figures", ids, merged, cracks, rows, tuple(plate), threshold,
-                  errors, f"{state['arch']} peeled", novel)
+                  errors, f"{state['arch']} peeled", novel, source)
     return result
 
 

@@ -245,11 +245,13 @@ def evaluate_cracks(model, state: dict, index: ShardIndex, label_set: Labels, sp
 
 
 def crack_figures(fig_dir: Path, ids: np.ndarray, decoded: dict, cracks, rows: np.ndarray,
-                   plate: tuple[float, float], threshold: float, errors: dict,
-                   name: str, novel: np.ndarray | None) -> None:
+                  plate: tuple[float, float], threshold: float, errors: dict,
+                  name: str, novel: np.ndarray | None,
+                  passes: np.ndarray | None = None) -> None:
     """figures/cracks_{0..3}.png: up to four samples with that many true cracks each (the
     first in sample order) with their detections, a plate flagged by `novel` marked in its
-    title; figures/reliability.png."""
+    title, and with `passes` `(N, K)` (`crackpoint.peeling`: 1 or 2 per slot) the detections
+    of the second pass marked "peeled"; figures/reliability.png."""
     z90 = central_z(0.9)
     n_true = cracks.labels.n_cracks[rows]
     for count in range(cracks.box.shape[1] + 1):
@@ -260,8 +262,12 @@ def crack_figures(fig_dir: Path, ids: np.ndarray, decoded: dict, cracks, rows: n
         for i in picks:
             kept = decoded["score"][i] >= threshold
             flag = "\nnovel: far from training" if novel is not None and novel[i] else ""
+            peeled = np.zeros(kept.sum(), bool) if passes is None else passes[i][kept] == 2
+            found = f"{int(kept.sum())} found" + (f" ({int(peeled.sum())} by peeling)"
+                                                  if peeled.any() else "")
             panels.append({
-                "title": f"sample {int(ids[i])}: {count} true, {int(kept.sum())} found{flag}",
+                "title": f"sample {int(ids[i])}: {count} true, {found}{flag}",
+                "marks": np.where(peeled, " peeled", ""),
                 "true_box": cracks.box[rows[i]], "true_outline": cracks.outline[rows[i]],
                 "box": decoded["box"][i][kept], "box_sigma": decoded["box_sigma"][i][kept],
                 "ends": decoded["ends"][i][kept] * np.asarray(plate),

@@ -167,7 +167,8 @@ def plot_cracks(width: float, height: float, panels: Sequence[dict], path: str |
 
     A panel is a dict: `title`; `true_box` `(C, 4)` plate fractions and `true_outline`
     `(C, P, 2)` [m] (NaN rows and points ignored); `box`, `box_sigma` `(K, 4)` plate
-    fractions, `ends`, `end_sigma` `(K, 2, 2)` [m] and `score` `(K,)` of the detections.
+    fractions, `ends`, `end_sigma` `(K, 2, 2)` [m] and `score` `(K,)` of the detections;
+    optionally `marks` `(K,)`, a text written after each score (e.g. which pass found it).
     """
     mm = 1e3
     scale = np.array([width, height, width, height]) * mm
@@ -182,9 +183,10 @@ def plot_cracks(width: float, height: float, panels: Sequence[dict], path: str |
             ax.add_patch(_box_patch(box * scale, TRUE_COLOUR, "true"))
             points = outline[np.isfinite(outline).all(axis=1)] * mm
             ax.plot(points[:, 0], points[:, 1], color=TRUE_COLOUR, linewidth=2)
-        for box, sigma, ends, end_sigma, score in zip(panel["box"], panel["box_sigma"],
-                                                      panel["ends"], panel["end_sigma"],
-                                                      panel["score"]):
+        marks = panel.get("marks", [""] * len(panel["score"]))
+        for box, sigma, ends, end_sigma, score, mark in zip(
+                panel["box"], panel["box_sigma"], panel["ends"], panel["end_sigma"],
+                panel["score"], marks):
             box, band = box * scale, z90 * sigma * scale
             ax.add_patch(_box_patch(box, PRED_COLOUR, "predicted"))
             for sign in (1, -1):
@@ -196,7 +198,7 @@ def plot_cracks(width: float, height: float, panels: Sequence[dict], path: str |
             ax.errorbar(ends[:, 0] * mm, ends[:, 1] * mm, xerr=z90 * end_sigma[:, 0] * mm,
                         yerr=z90 * end_sigma[:, 1] * mm, color=PRED_COLOUR, linewidth=1.5,
                         capsize=2, marker="o", ms=3)
-            ax.text(box[0], box[3] + 1, f"{score:.2f}", color=PRED_COLOUR, fontsize=7)
+            ax.text(box[0], box[3] + 1, f"{score:.2f}{mark}", color=PRED_COLOUR, fontsize=7)
         pad = 0.03 * max(width, height) * mm
         ax.set(xlim=(-pad, width * mm + pad), ylim=(-pad, height * mm + pad), aspect="equal",
                xlabel="x [mm]", title=panel["title"])
