@@ -24,7 +24,7 @@ def _positive(kind):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from crackpoint.peeling import MODES
+    from crackpoint.peeling import BOX_SOURCES, MODES
     from model.metrics import DEFAULT_SIZE_THRESHOLDS
 
     parser = argparse.ArgumentParser(prog="python -m crackpoint", description=__doc__)
@@ -48,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--subtract", choices=MODES, default="detected",
                    help="detected: the predicted end points; fitted: moved to fit the early "
                         "record")
+    p.add_argument("--boxes", choices=BOX_SOURCES, default="ends",
+                   help="each detection's box: made from its end points by the labels' rule "
+                        "(ends), or the network's box head's (network)")
     p.add_argument("--separation", type=float, default=2.0,
                    help="label cells a second-pass detection's centre must lie from every "
                         "first-pass one's to be added")
@@ -57,6 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size-thresholds", type=float, nargs="+",
                    default=list(DEFAULT_SIZE_THRESHOLDS), metavar="M",
                    help="crack-length thresholds [m] of the by-size table")
+    p.add_argument("--from-metrics", metavar="METRICS.json",
+                   help="the metrics.json of a peel of validation plates: its interval "
+                        "rescaling (without it, chosen on the plates peeled: give validation "
+                        "plates)")
     p.add_argument("--batch-size", type=_positive(int), default=16)
     p.add_argument("--workers", type=_positive(int), default=1,
                    help="solver processes")
@@ -74,9 +81,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         check_output_dir(args.out_dir)
+        chosen = None
+        if args.from_metrics:
+            try:
+                with open(args.from_metrics) as handle:
+                    chosen = json.load(handle)
+            except json.JSONDecodeError as err:
+                raise DataError(f"--from-metrics {args.from_metrics} is not JSON: {err}") from None
         result = peel(args.data, args.labels, args.checkpoint, args.evaluation, args.out_dir,
                       args.subtract, args.separation, args.fit_us, args.sweeps,
-                      args.size_thresholds, args.batch_size, args.workers, args.progress)
+                      args.size_thresholds, args.batch_size, args.workers, args.progress,
+                      args.boxes, chosen)
         detection = result["detection"]
         print(json.dumps({"samples": result["samples_scored"], **result["peeling"],
                           "count_accuracy_cracked": detection["count_accuracy_cracked"],

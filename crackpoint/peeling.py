@@ -18,7 +18,15 @@ misfit of the subtracted geometry (docs/model.md, "Peeling").
 A second-pass detection (score at the first pass's threshold or above) whose box centre lies
 more than `separation` label cells from every first-pass detection's centre is added to the
 plate's detections (`merge`); the first pass keeps its slots (with the fitted end points).
-Second-pass intervals are rescaled by the evaluation's `sigma_scale`.
+Second-pass intervals are rescaled by the evaluation's `sigma_scale`. With `boxes="ends"`
+each detection's box is then made from its end points as a true crack's box is made from its
+vertices (`boxes_of_ends`: the label cells the straight crack touches, boxed by the labels'
+rule); with `"network"` it stays the box head's. Boxes made from the ends and fitted end
+points are better than the network's σ says, so the merged detections' σ are rescaled once
+more, split-conformally as `python -m model evaluate` does (`sigma_rescale`: the factors that
+make the 90 % intervals cover 90 % of the matched pairs): chosen on the plates peeled when no
+`from_metrics` is given, which is right for validation plates only, or taken from the
+metrics.json of such a run (`from_metrics`).
 
 `crackpoint` sits above both packages (`workflow -> {dlem, model}`): this module imports
 both, neither imports it.
@@ -42,17 +50,20 @@ from dlem.cracks import Polyline
 from dlem.workers import ordered_map
 from model.checkpoint import check_setup, load_checkpoint, model_from_checkpoint
 from model.crack_labels import crack_targets, load_crack_labels, plate_size
+from model.cracks import cell_ranges
 from model.crackset_scoring import (crack_predictions_dataset, crack_scores, decode_for,
-                                    detection_markdown, scale_sigmas)
+                                    detection_markdown, scale_sigmas, sigma_scales)
 from model.data import ShardIndex, WavefieldDataset, read_samples
 from model.detection import paired_differences, plate_matches
 from model.evaluate import crack_figures
 from model.inference import make_loader, predict
 from model.io import DataError, write_netcdf_atomic, write_text_atomic
+from model.keypoints import cell_boxes
 from model.metrics import DEFAULT_SIZE_THRESHOLDS
 from model.predict import unlabelled
 
 MODES = ("detected", "fitted")
+BOX_SOURCES = ("ends", "network")   # each detection's box: of its end points, or as predicted
 MIN_CRACK_M = 1e-4           # a predicted crack shorter than this is not subtracted
 FIT_STEPS_M = (2e-3, 1e-3)   # compass-search steps of `fit_ends`
 CHUNK = 64                   # plates whose subtracted fields are held at once
@@ -151,6 +162,18 @@ def merge(first: dict, second: dict, threshold: float, separation: float,
     return merged, source
 
 
+def boxes_of_ends(ends: np.ndarray, plate: Sequence[float], grid: Sequence[int],
+                  rule: str) -> np.ndarray:
+    """Boxes `(..., 4)` (plate fractions) of straight cracks between end points `(..., 2, 2)`
+    [m] on a plate `plate` = (width, height) [m] under a `grid` = (cells along x, along y)
+    label grid: the cells the crack touches (`model.cracks.cell_ranges`) boxed by the labels'
+    `rule` (`model.keypoints.cell_boxes`), as the labels box a crack; NaN where an end is."""
+    ends = np.asarray(ends, np.float64)
+    ranges = cell_ranges(ends, float(plate[0]), float(plate[1]), int(grid[0]), int(grid[1]))
+    boxes = cell_boxes(ranges, int(grid[0]), int(grid[1]), rule)
+    return np.where(np.isfinite(ends).all(axis=(-1, -2))[..., None], boxes, np.nan)
+
+
 def first_pass(folder: str | os.PathLike) -> tuple[xr.Dataset, dict]:
     """The crack_predictions.nc (loaded) and metrics.json of a crack-set evaluation folder;
     DataError naming what is missing."""
@@ -211,16 +234,29 @@ def peel(data: Sequence[str], labels: Sequence[str], checkpoint: str | os.PathLi
          evaluation: str | os.PathLike, out_dir: str | os.PathLike, subtract: str = "detected",
          separation: float = 2.0, fit_us: float = 50.0, sweeps: int = 2,
          size_thresholds: Sequence[float] = DEFAULT_SIZE_THRESHOLDS, batch_size: int = 16,
-         workers: int = 1, progress: bool = True) -> dict:
+         workers: int = 1, progress: bool = True, boxes: str = "ends",
+         from_metrics: dict | None = None) -> dict:
     """Peel the plates of `evaluation` (module docstring) and write to `out_dir` what
     `python -m model evaluate` writes for a crack-set model, of the merged detections:
     crack_predictions.nc (with `peeling_pass` per slot), metrics.json (the detection scores,
     tables and calibration, `peeling`: the options, plates subtracted, detections added,
     median end-point move, and `paired`, the peeled scores minus the first pass's with 95 %
     plate-bootstrap intervals), detection.md and figures/. `workers` processes run the
-    solver. Returns the metrics."""
+    solver; `boxes` (`BOX_SOURCES`) says where the merged detections' boxes come from;
+    `from_metrics` (a peel metrics.json of validation plates) gives `sigma_rescale`.
+    Returns the metrics."""
+    rescale = None
+    if from_metrics is not None:
+        rescale = (from_metrics.get("peeling") or {}).get("sigma_rescale")
+        if not (isinstance(rescale, dict) and all(isinstance(rescale.get(k), (int, float))
+                                                  for k in ("box", "ends"))):
+            raise DataError("the --from-metrics file lacks the numbers 'peeling.sigma_rescale."
+                            "box' and '.ends' of a `python -m crackpoint peel` run")
+        rescale = {**rescale, "chosen_on": "from_metrics"}
     if subtract not in MODES:
         raise ValueError(f"subtract must be one of {MODES}, got {subtract!r}")
+    if boxes not in BOX_SOURCES:
+        raise ValueError(f"boxes must be one of {BOX_SOURCES}, got {boxes!r}")
     if not separation >= 0:
         raise ValueError(f"separation must be >= 0 label cells, got {separation}")
     if sweeps < 1 or workers < 1 or batch_size < 1:
@@ -280,10 +316,17 @@ def peel(data: Sequence[str], labels: Sequence[str], checkpoint: str | os.PathLi
     second = scale_sigmas(second, chosen["sigma_scale"])
     merged, source = merge({**first, "ends": refined}, second, threshold, separation,
                            tuple(grid))
+    if boxes == "ends":
+        merged["box"] = boxes_of_ends(merged["ends"] * plate, plate, grid,
+                                      cracks.labels.box_rule)
+    if rescale is None:   # on the plates peeled: validation plates only (docstring)
+        rescale = {**sigma_scales(merged, targets, threshold), "chosen_on": "these plates"}
     rows = cracks.labels.rows(ids)
     novel = ds["novel"].values if "novel" in ds else None
     scores, errors = crack_scores(merged, targets, cracks.outline[rows], cracks.length[rows],
-                                  tuple(plate), threshold, size_thresholds, novel=novel)
+                                  tuple(plate), threshold, size_thresholds,
+                                  sigma_scale=rescale, novel=novel)
+    merged = scale_sigmas(merged, rescale)
     before = plate_matches(first["box"], first["score"], targets[..., :4], threshold,
                            first["ends"] * plate, cracks.outline[rows])
     after = plate_matches(merged["box"], merged["score"], targets[..., :4], threshold,
@@ -291,7 +334,8 @@ def peel(data: Sequence[str], labels: Sequence[str], checkpoint: str | os.PathLi
     result = {
         **scores, "sigma_scale": chosen["sigma_scale"], "samples_scored": int(len(ids)),
         "peeling": {"evaluation": str(evaluation), "checkpoint": str(checkpoint),
-                    "subtract": subtract, "separation_cells": separation,
+                    "subtract": subtract, "separation_cells": separation, "boxes": boxes,
+                    "sigma_rescale": rescale,
                     "fit_us": fit_us if fit_samples else None,
                     "sweeps": sweeps if fit_samples else None,
                     "plates_subtracted": int(len(plates)),

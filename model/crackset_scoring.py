@@ -80,13 +80,15 @@ def sigma_scales(decoded: dict, targets: np.ndarray, score_threshold: float,
     central intervals at `level` cover that fraction of the matched pairs of `decoded`
     against `targets` (the validation subset): the `level` quantile of `|error| / sigma`
     over the group's coordinates divided by `central_z(level)`; 1 for a group without
-    pairs. Also `level` and `pairs`."""
+    pairs or whose quantile is 0 (errors that small: no width to calibrate). Also `level` and
+    `pairs`."""
     slot, _ = crack_matches(decoded["box"], decoded["score"], targets[..., :4], score_threshold)
     errors = matched_errors(decoded, targets, slot)
     scales = {"level": float(level), "pairs": int(len(errors["box_error"]))}
     for group, key in (("box", "box"), ("ends", "end")):
         z = np.abs(errors[f"{key}_error"]) / errors[f"{key}_sigma"]
-        scales[group] = float(np.quantile(z, level) / central_z(level)) if z.size else 1.0
+        factor = float(np.quantile(z, level) / central_z(level)) if z.size else 1.0
+        scales[group] = factor if factor > 0 else 1.0
     return scales
 
 

@@ -15,7 +15,8 @@ import xarray as xr
 import yaml
 
 from crackpoint.cli import main as crackpoint_main
-from crackpoint.peeling import cracks_field, early_setup, fit_ends, merge, straight
+from crackpoint.peeling import (boxes_of_ends, cracks_field, early_setup, fit_ends, merge,
+                                straight)
 from dlem import config as config_mod
 from dlem import dataset as dlem_dataset
 from dlem.cracks import Segment
@@ -92,6 +93,29 @@ def test_fitting_moves_displaced_end_points_back_onto_the_crack():
 def test_a_crack_shorter_than_a_tenth_of_a_millimetre_is_not_cut():
     assert straight(np.array([[0.01, 0.01], [0.01, 0.01 + 5e-5]])) is None
     assert straight(np.array([[0.01, 0.01], [0.01, 0.02]])) is not None
+
+
+@pytest.mark.parametrize("rule", ["edges", "indices"])
+def test_the_box_of_a_pair_of_end_points_boxes_the_cells_its_segment_crosses(rule):
+    """Brute force: 2,001 points along each straight crack, the cells they fall in, their
+    span widened by one cell and boxed by the rule (`edges`: from the lowest cell's lower
+    edge to the highest cell's upper edge; `indices`: cell indices as coordinates,
+    model/keypoints.py). The plate is 0.1 m x 0.08 m under 16 x 10 cells; no end lies on a
+    cell edge, where the closed-cell convention would decide."""
+    rng = np.random.default_rng(1)
+    plate, grid = (0.1, 0.08), (16, 10)
+    ends = rng.uniform([0.0, 0.0], plate, size=(50, 2, 2))
+    boxes = boxes_of_ends(ends, plate, grid, rule)
+    t = np.linspace(0, 1, 2001)[:, None]
+    upper = 2 if rule == "edges" else 1
+    for (a, b), box in zip(ends, boxes):
+        cells = np.floor((a + t * (b - a)) / np.divide(plate, grid)).astype(int)
+        lo, hi = cells.min(axis=0), cells.max(axis=0)
+        expected = [max(lo[0] - 1, 0) / grid[0], max(lo[1] - 1, 0) / grid[1],
+                    min(hi[0] + upper, grid[0]) / grid[0], min(hi[1] + upper, grid[1]) / grid[1]]
+        np.testing.assert_allclose(box, expected, atol=1e-12)
+    nan = boxes_of_ends(np.full((1, 2, 2), np.nan), plate, grid, rule)
+    assert np.isnan(nan).all()
 
 
 # ------------------------------------------------------------------ merging the passes
@@ -230,6 +254,27 @@ def test_peeling_a_perfect_first_pass_keeps_its_perfect_scores(evaluated, tmp_pa
     assert (passes[:, evaluated["true"].shape[1]:] != 2).all()
     assert "Peeled minus first pass" in (out / "detection.md").read_text()
     assert (out / "figures" / "reliability.png").is_file()
+
+
+def test_the_interval_rescaling_is_chosen_on_the_plates_peeled_or_taken_from_metrics(
+        evaluated, tmp_path):
+    """Without --from-metrics the factors make the 90 % intervals cover 90 % of the matched
+    pairs of the plates peeled (split-conformal: for validation plates); with it, a later
+    run takes them as they are."""
+    chosen, taken = tmp_path / "chosen", tmp_path / "taken"
+    assert _peel(evaluated, evaluated["half"], chosen, "--boxes", "network") == 0
+    rescale = json.loads((chosen / "metrics.json").read_text())["peeling"]["sigma_rescale"]
+    assert rescale["chosen_on"] == "these plates" and rescale["pairs"] > 0
+    with xr.open_dataset(evaluated["half"] / "crack_predictions.nc") as first, \
+            xr.open_dataset(chosen / "crack_predictions.nc") as peeled:
+        k = first.sizes["slot"]
+        np.testing.assert_allclose(peeled["pred_box_sigma"].values[:, :k],
+                                   first["pred_box_sigma"].values * rescale["box"])
+    assert _peel(evaluated, evaluated["perfect"], taken, "--from-metrics",
+                 str(chosen / "metrics.json")) == 0
+    again = json.loads((taken / "metrics.json").read_text())["peeling"]["sigma_rescale"]
+    assert again["chosen_on"] == "from_metrics"
+    assert (again["box"], again["ends"]) == (rescale["box"], rescale["ends"])
 
 
 def test_peeling_keeps_the_first_pass_and_adds_only_second_pass_detections(evaluated,

@@ -144,7 +144,8 @@ def test_multicrack_config_differs_from_the_default_only_in_the_crack_count(tmp_
     assert jobs["labels"] == math.ceil(multi["dataset"]["samples"] / multi["dataset"]["shard_size"])
     assert jobs["train"] == len(multi["models"]) == jobs["evaluate_heldout"]
     peeled = [m for m in multi["models"] if m["arch"] == "crackset"]
-    assert "peeling" in multi["evaluation"] and jobs["peel"] == 2 * len(peeled) > 0  # test, held out
+    assert "peeling" in multi["evaluation"] and len(peeled) > 0
+    assert jobs["peel"] == 3 * len(peeled) and jobs["evaluate_val"] == len(peeled)  # val, test, held out
 
 
 def test_paper_config_has_one_job_per_shard_and_model(tmp_path):
@@ -682,7 +683,7 @@ def test_peeling_keys_are_options_of_the_peel_command():
     """evaluation.peeling's keys become `python -m crackpoint peel` flags (peel_flags): each
     must be one, with the command's choices; the defaults are the command's alone."""
     from crackpoint.cli import build_parser
-    from crackpoint.peeling import MODES
+    from crackpoint.peeling import BOX_SOURCES, MODES
 
     schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
     peeling = schema["properties"]["evaluation"]["properties"]["peeling"]["properties"]
@@ -692,3 +693,4 @@ def test_peeling_keys_are_options_of_the_peel_command():
         assert f"--{key.replace('_', '-')}" in flags, key
         assert "default" not in spec, key
     assert set(peeling["subtract"]["enum"]) == set(MODES)
+    assert set(peeling["boxes"]["enum"]) == set(BOX_SOURCES)

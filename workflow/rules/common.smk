@@ -432,14 +432,23 @@ def heldout_evaluate_input(wildcards):
 
 def peel_input(wildcards):
     """A crack-set model's peeling inputs: the data and labels its evaluation scored, the
-    checkpoint, and that evaluation's metrics.json (its folder is the first pass)."""
+    checkpoint, that evaluation's metrics.json (its folder is the first pass) and, but for
+    the validation plates, their peel's metrics.json (the intervals' rescaling)."""
     heldout = wildcards.set == "heldout/"
-    return {
+    inputs = {
         "data": HELDOUT_SHARD_FILES if heldout else SHARD_FILES,
         "labels": HELDOUT_LABEL_FILES if heldout else LABEL_FILES,
         "checkpoint": f"results/models/{wildcards.model}/checkpoint.pt",
         "evaluated": f"results/{wildcards.set}eval/{wildcards.model}/metrics.json",
     }
+    if wildcards.set != "val/":
+        inputs["rescale"] = f"results/val/peel/{wildcards.model}/metrics.json"
+    return inputs
+
+
+def peel_rescale(wildcards, input):
+    """`--from-metrics` of the validation plates' peel, but when peeling them."""
+    return f"--from-metrics {input.rescale}" if "rescale" in input.keys() else ""
 
 
 def peel_flags(wildcards):
