@@ -230,6 +230,48 @@ def second_pass(model, state: dict, index: ShardIndex, ids: np.ndarray,
     return np.array(raw.shape[:-3:-1]), decode_for(model, raw)
 
 
+def look_again(model, state: dict, index: ShardIndex, ids: np.ndarray, first: dict,
+               detected: np.ndarray, plate: np.ndarray, subtract: str, fit_us: float,
+               sweeps: int, workers: int, batch_size: int, progress: bool):
+    """The second pass over plates `ids`: each plate's `detected` `(N, K)` cracks of `first`
+    (decoded, plate fractions), fitted to the early record when `subtract` is "fitted", taken
+    out of its wavefield by the solver (`workers` processes, `CHUNK` plates at a time), the
+    network run on the rest. Returns the label grid `(cells along x, along y)`, the second
+    pass's decoded cracks (the network's σ), the first pass's end points `(N, K, 2, 2)`
+    (plate fractions; fitted ones moved) and the fitted end points' moves [m]."""
+    config = json.loads(index.setup)
+    setups = (dlem_dataset.setup(config), None)
+    fit_samples = None
+    if subtract == "fitted":
+        early, fit_samples = early_setup(config, fit_us)
+        setups = (setups[0], early)
+    pristine = cracks_field(setups[0], np.zeros((0, 2, 2)))
+    refined, moved, parts, grid = first["ends"].copy(), [], [], None
+    bar = tqdm(total=int(detected.any(axis=1).sum()), desc=f"peeling ({subtract})",
+               unit="plate", disable=not progress)
+    for start in range(0, len(ids), CHUNK):
+        rows = np.arange(start, min(start + CHUNK, len(ids)))
+        todo = rows[detected[rows].any(axis=1)]
+        found = [first["ends"][i][detected[i]] * plate for i in todo]          # (n, 2, 2) m
+        records = (read_samples(index, ids[todo], "wavefield")[:, :fit_samples]
+                   if fit_samples and todo.size else [None] * len(todo))
+        jobs = [(ends, record, setups, pristine, sweeps) for ends, record in zip(found, records)]
+        fields = {}
+        with (ordered_map(_subtracted, jobs, workers) if workers > 1
+              else nullcontext(map(_subtracted, jobs))) as results:
+            for i, given, (ends, field) in zip(todo, found, results):
+                if fit_samples:
+                    moved.append(np.linalg.norm(ends - given, axis=-1).ravel())
+                    refined[i, detected[i]] = ends / plate
+                fields[int(ids[i])] = field
+                bar.update()
+        grid, part = second_pass(model, state, index, ids[rows], fields, batch_size)
+        parts.append(part)
+    bar.close()
+    second = {name: np.concatenate([p[name] for p in parts]) for name in DECODED}
+    return grid, second, refined, moved
+
+
 def peel(data: Sequence[str], labels: Sequence[str], checkpoint: str | os.PathLike,
          evaluation: str | os.PathLike, out_dir: str | os.PathLike, subtract: str = "detected",
          separation: float = 2.0, fit_us: float = 50.0, sweeps: int = 2,
@@ -280,39 +322,12 @@ def peel(data: Sequence[str], labels: Sequence[str], checkpoint: str | os.PathLi
         raise DataError("the --labels boxes differ from those the evaluation scored: give the "
                         "labels of the evaluated plates")
     first = _decoded(ds, plate)
-    config = json.loads(index.setup)
-    setups = (dlem_dataset.setup(config), None)
-    fit_samples = None
-    if subtract == "fitted":
-        early, fit_samples = early_setup(config, fit_us)
-        setups = (setups[0], early)
-    pristine = cracks_field(setups[0], np.zeros((0, 2, 2)))
     model = model_from_checkpoint(state, source=str(checkpoint))
     detected = ds["detected"].values
+    grid, second, refined, moved = look_again(model, state, index, ids, first, detected, plate,
+                                              subtract, fit_us, sweeps, workers, batch_size,
+                                              progress)
     plates = np.flatnonzero(detected.any(axis=1))
-    refined, moved, parts = first["ends"].copy(), [], []
-    bar = tqdm(total=len(plates), desc=f"peeling ({subtract})", unit="plate",
-               disable=not progress)
-    for start in range(0, len(ids), CHUNK):
-        rows = np.arange(start, min(start + CHUNK, len(ids)))
-        todo = rows[detected[rows].any(axis=1)]
-        found = [first["ends"][i][detected[i]] * plate for i in todo]          # (n, 2, 2) m
-        records = (read_samples(index, ids[todo], "wavefield")[:, :fit_samples]
-                   if fit_samples and todo.size else [None] * len(todo))
-        jobs = [(ends, record, setups, pristine, sweeps) for ends, record in zip(found, records)]
-        fields = {}
-        with (ordered_map(_subtracted, jobs, workers) if workers > 1
-              else nullcontext(map(_subtracted, jobs))) as results:
-            for i, given, (ends, field) in zip(todo, found, results):
-                if fit_samples:
-                    moved.append(np.linalg.norm(ends - given, axis=-1).ravel())
-                    refined[i, detected[i]] = ends / plate
-                fields[int(ids[i])] = field
-                bar.update()
-        grid, part = second_pass(model, state, index, ids[rows], fields, batch_size)
-        parts.append(part)
-    bar.close()
-    second = {name: np.concatenate([p[name] for p in parts]) for name in DECODED}
     second = scale_sigmas(second, chosen["sigma_scale"])
     merged, source = merge({**first, "ends": refined}, second, threshold, separation,
                            tuple(grid))
@@ -336,8 +351,8 @@ def peel(data: Sequence[str], labels: Sequence[str], checkpoint: str | os.PathLi
         "peeling": {"evaluation": str(evaluation), "checkpoint": str(checkpoint),
                     "subtract": subtract, "separation_cells": separation, "boxes": boxes,
                     "sigma_rescale": rescale,
-                    "fit_us": fit_us if fit_samples else None,
-                    "sweeps": sweeps if fit_samples else None,
+                    "fit_us": fit_us if subtract == "fitted" else None,
+                    "sweeps": sweeps if subtract == "fitted" else None,
                     "plates_subtracted": int(len(plates)),
                     "added": int((source == 2).sum()),
                     "median_end_moved_m": float(np.median(np.concatenate(moved)))
