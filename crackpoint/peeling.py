@@ -19,14 +19,14 @@ A second-pass detection (score at the first pass's threshold or above) whose box
 more than `separation` label cells from every first-pass detection's centre is added to the
 plate's detections (`merge`); the first pass keeps its slots (with the fitted end points).
 Second-pass intervals are rescaled by the evaluation's `sigma_scale`. With `boxes="ends"`
-each detection's box is then made from its end points as a true crack's box is made from its
-vertices (`boxes_of_ends`: the label cells the straight crack touches, boxed by the labels'
-rule); with `"network"` it stays the box head's. Boxes made from the ends and fitted end
-points are better than the network's σ says, so the merged detections' σ are rescaled once
-more, split-conformally as `python -m model evaluate` does (`sigma_rescale`: the factors that
-make the 90 % intervals cover 90 % of the matched pairs): chosen on the plates peeled when no
-`from_metrics` is given, which is right for validation plates only, or taken from the
-metrics.json of such a run (`from_metrics`).
+each detection's box is then made from its end points as a true crack's box is made from
+its vertices (`model.crackset_scoring.boxes_of_ends`: the label cells the straight crack
+touches, boxed by the labels' rule); with `"network"` it stays the box head's. Boxes made
+from the ends and fitted end points are better than the network's σ says, so the merged
+detections' σ are rescaled once more, split-conformally as `python -m model evaluate` does
+(`sigma_rescale`: the factors that make the 90 % intervals cover 90 % of the matched
+pairs): chosen on the plates peeled when no `from_metrics` is given, which is right for
+validation plates only, or taken from the metrics.json of such a run (`from_metrics`).
 
 `crackpoint` sits above both packages (`workflow -> {dlem, model}`): this module imports
 both, neither imports it.
@@ -50,15 +50,14 @@ from dlem.cracks import Polyline
 from dlem.workers import ordered_map
 from model.checkpoint import check_setup, load_checkpoint, model_from_checkpoint
 from model.crack_labels import crack_targets, load_crack_labels, plate_size
-from model.cracks import cell_ranges
-from model.crackset_scoring import (crack_predictions_dataset, crack_scores, decode_for,
-                                    detection_markdown, scale_sigmas, sigma_scales)
+from model.crackset_scoring import (boxes_of_ends, crack_predictions_dataset, crack_scores,
+                                    decode_for, detection_markdown, scale_sigmas,
+                                    sigma_scales)
 from model.data import ShardIndex, WavefieldDataset, read_samples
 from model.detection import paired_differences, plate_matches
 from model.evaluate import crack_figures
 from model.inference import make_loader, predict
 from model.io import DataError, write_netcdf_atomic, write_text_atomic
-from model.keypoints import cell_boxes
 from model.metrics import DEFAULT_SIZE_THRESHOLDS
 from model.predict import unlabelled
 
@@ -162,18 +161,6 @@ def merge(first: dict, second: dict, threshold: float, separation: float,
     return merged, source
 
 
-def boxes_of_ends(ends: np.ndarray, plate: Sequence[float], grid: Sequence[int],
-                  rule: str) -> np.ndarray:
-    """Boxes `(..., 4)` (plate fractions) of straight cracks between end points `(..., 2, 2)`
-    [m] on a plate `plate` = (width, height) [m] under a `grid` = (cells along x, along y)
-    label grid: the cells the crack touches (`model.cracks.cell_ranges`) boxed by the labels'
-    `rule` (`model.keypoints.cell_boxes`), as the labels box a crack; NaN where an end is."""
-    ends = np.asarray(ends, np.float64)
-    ranges = cell_ranges(ends, float(plate[0]), float(plate[1]), int(grid[0]), int(grid[1]))
-    boxes = cell_boxes(ranges, int(grid[0]), int(grid[1]), rule)
-    return np.where(np.isfinite(ends).all(axis=(-1, -2))[..., None], boxes, np.nan)
-
-
 def first_pass(folder: str | os.PathLike) -> tuple[xr.Dataset, dict]:
     """The crack_predictions.nc (loaded) and metrics.json of a crack-set evaluation folder;
     DataError naming what is missing."""
@@ -196,7 +183,8 @@ def _decoded(ds: xr.Dataset, plate: np.ndarray) -> dict:
     """The decoded cracks (plate fractions) of a crack_predictions.nc."""
     return {"score": ds["score"].values, "box": ds["pred_box"].values,
             "box_sigma": ds["pred_box_sigma"].values,
-            "ends": ds["pred_ends"].values / plate, "end_sigma": ds["pred_ends_sigma"].values / plate}
+            "ends": ds["pred_ends"].values / plate,
+            "end_sigma": ds["pred_ends_sigma"].values / plate}
 
 
 def _subtracted(job) -> tuple[np.ndarray, np.ndarray]:

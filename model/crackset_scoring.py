@@ -19,6 +19,9 @@ plate fractions, NaN rows) and the plate size [m] for outlines in metres.
   calibration: the log-variance head learns the training residual, which on 168 plates is
   far below the error on new plates). Evaluation chooses them on the validation subset
   with the threshold, or takes them from an earlier evaluation's metrics.json.
+- `boxes_of_ends`: a detection's box made from its end points as the labels box a crack
+  from its vertices (the cells the straight crack touches, boxed by the labels' rule);
+  `crackpoint.peeling` boxes its detections so once their end points are fitted.
 - `union_boxes`: the box around a sample's detections, the single box every other model of
   this package predicts (zeros when nothing is detected), so a crack-set model also appears
   in the single-box tables (IoU, Table 1) beside them.
@@ -36,7 +39,8 @@ from model.calibration import NOMINAL_LEVELS, central_z, coverage_report
 from model.detection import (DEFAULT_SCORE_THRESHOLD, PlateMatches, count_table,
                              crack_matches, crack_size_table, detection_intervals,
                              detection_scores, greedy_flags, plate_matches)
-from model.keypoints import BOX_COORDS
+from model.cracks import cell_ranges
+from model.keypoints import BOX_COORDS, cell_boxes
 from model.metrics import DEFAULT_SIZE_THRESHOLDS
 from model.nets.crackset import decode_cracks
 from model.novelty import novelty_variables, withdraw_intervals
@@ -109,6 +113,18 @@ def union_boxes(decoded: dict, score_threshold: float) -> np.ndarray:
     out = np.concatenate([lo, hi], axis=1)
     out[~kept.any(axis=1)] = 0.0
     return out
+
+
+def boxes_of_ends(ends: np.ndarray, plate: Sequence[float], grid: Sequence[int],
+                  rule: str) -> np.ndarray:
+    """Boxes `(..., 4)` (plate fractions) of straight cracks between end points `(..., 2, 2)`
+    [m] on a plate `plate` = (width, height) [m] under a `grid` = (cells along x, along y)
+    label grid: the cells the crack touches (`model.cracks.cell_ranges`) boxed by the labels'
+    `rule` (`model.keypoints.cell_boxes`), as the labels box a crack; NaN where an end is."""
+    ends = np.asarray(ends, np.float64)
+    ranges = cell_ranges(ends, float(plate[0]), float(plate[1]), int(grid[0]), int(grid[1]))
+    boxes = cell_boxes(ranges, int(grid[0]), int(grid[1]), rule)
+    return np.where(np.isfinite(ends).all(axis=(-1, -2))[..., None], boxes, np.nan)
 
 
 def matched_errors(decoded: dict, targets: np.ndarray, slot: np.ndarray) -> dict:

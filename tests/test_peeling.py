@@ -15,12 +15,12 @@ import xarray as xr
 import yaml
 
 from crackpoint.cli import main as crackpoint_main
-from crackpoint.peeling import (boxes_of_ends, cracks_field, early_setup, fit_ends, merge,
-                                straight)
+from crackpoint.peeling import cracks_field, early_setup, fit_ends, merge, straight
 from dlem import config as config_mod
 from dlem import dataset as dlem_dataset
 from dlem.cracks import Segment
 from model.cli import main as model_main
+from model.crackset_scoring import boxes_of_ends
 from model.keypoints import write_labels
 from test_dlem_dataset import TINY
 
