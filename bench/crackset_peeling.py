@@ -25,8 +25,8 @@ import numpy as np
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from crackpoint.peeling import (DECODED, cracks_field, first_pass, merge,  # noqa: E402
-                                second_pass)
+from crackpoint.peeling import (cracks_field, decoded_cracks, first_pass,  # noqa: E402
+                                merge, second_pass)
 from dlem import dataset as dlem_dataset  # noqa: E402
 from model.checkpoint import check_setup, load_checkpoint, model_from_checkpoint  # noqa: E402
 from model.crack_labels import plate_size  # noqa: E402
@@ -55,9 +55,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     check_setup(state, index.setup_hash, index.setup, f"shard {index.paths[0]}", args.checkpoint)
     plate = np.asarray(plate_size(index.paths[0]))
     true_box, true_ends = ds["true_box"].values, ds["true_ends"].values
-    first = {"score": ds["score"].values, "box": ds["pred_box"].values,
-             "box_sigma": ds["pred_box_sigma"].values, "ends": ds["pred_ends"].values / plate,
-             "end_sigma": ds["pred_ends_sigma"].values / plate}
+    first = decoded_cracks(ds, plate)
 
     def matches(d: dict):
         return plate_matches(d["box"], d["score"], true_box, threshold, d["ends"] * plate,
@@ -73,8 +71,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     model = model_from_checkpoint(state, source=args.checkpoint)
     grid, second = second_pass(model, state, index, ids, fields, args.batch_size)
     second = scale_sigmas(second, chosen["sigma_scale"])
-    peeled, source = merge({name: first[name] for name in DECODED}, second, threshold,
-                           args.separation, tuple(grid))
+    peeled, source = merge(first, second, threshold, args.separation, tuple(grid))
     after = matches(peeled)
     by_count = {name: {r["n_cracks"]: r["count_accuracy"] for r in count_table(m) if r["samples"]}
                 for name, m in (("first", before), ("peeled", after))}

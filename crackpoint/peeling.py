@@ -50,9 +50,9 @@ from dlem.cracks import Polyline
 from dlem.workers import ordered_map
 from model.checkpoint import check_setup, load_checkpoint, model_from_checkpoint
 from model.crack_labels import crack_targets, load_crack_labels, plate_size
-from model.crackset_scoring import (boxes_of_ends, crack_predictions_dataset, crack_scores,
-                                    decode_for, detection_markdown, scale_sigmas,
-                                    sigma_scales)
+from model.crackset_scoring import (box_end_factors, boxes_of_ends, chosen_scoring,
+                                    crack_predictions_dataset, crack_scores, decode_for,
+                                    detection_markdown, scale_sigmas, sigma_scales)
 from model.data import ShardIndex, WavefieldDataset, read_samples
 from model.detection import paired_differences, plate_matches
 from model.evaluate import crack_figures
@@ -171,16 +171,13 @@ def first_pass(folder: str | os.PathLike) -> tuple[xr.Dataset, dict]:
             raise DataError(f"{p} not found: --evaluation must be a folder written by "
                             "`python -m model evaluate` for a crack-set model")
     metrics = json.loads(metrics_path.read_text())
-    scales = metrics.get("sigma_scale")
-    if not (isinstance(metrics.get("score_threshold"), (int, float)) and isinstance(scales, dict)
-            and all(isinstance(scales.get(k), (int, float)) for k in ("box", "ends"))):
-        raise DataError(f"{metrics_path} lacks the number 'score_threshold' and the numbers "
-                        "'sigma_scale.box', 'sigma_scale.ends' of a crack-set evaluation")
+    chosen_scoring(metrics, str(metrics_path))
     return xr.load_dataset(path), metrics
 
 
-def _decoded(ds: xr.Dataset, plate: np.ndarray) -> dict:
-    """The decoded cracks (plate fractions) of a crack_predictions.nc."""
+def decoded_cracks(ds: xr.Dataset, plate: np.ndarray) -> dict:
+    """The decoded cracks (`DECODED`, plate fractions) of a crack_predictions.nc; `plate` =
+    (width, height) [m]."""
     return {"score": ds["score"].values, "box": ds["pred_box"].values,
             "box_sigma": ds["pred_box_sigma"].values,
             "ends": ds["pred_ends"].values / plate,
@@ -278,8 +275,7 @@ def peel(data: Sequence[str], labels: Sequence[str], checkpoint: str | os.PathLi
     rescale = None
     if from_metrics is not None:
         rescale = (from_metrics.get("peeling") or {}).get("sigma_rescale")
-        if not (isinstance(rescale, dict) and all(isinstance(rescale.get(k), (int, float))
-                                                  for k in ("box", "ends"))):
+        if not box_end_factors(rescale):
             raise DataError("the --from-metrics file lacks the numbers 'peeling.sigma_rescale."
                             "box' and '.ends' of a `python -m crackpoint peel` run")
         rescale = {**rescale, "chosen_on": "from_metrics"}
@@ -309,13 +305,12 @@ def peel(data: Sequence[str], labels: Sequence[str], checkpoint: str | os.PathLi
     if not same:
         raise DataError("the --labels boxes differ from those the evaluation scored: give the "
                         "labels of the evaluated plates")
-    first = _decoded(ds, plate)
+    first = decoded_cracks(ds, plate)
     model = model_from_checkpoint(state, source=str(checkpoint))
     detected = ds["detected"].values
     grid, second, refined, moved = look_again(model, state, index, ids, first, detected, plate,
                                               subtract, fit_us, sweeps, workers, batch_size,
                                               progress)
-    plates = np.flatnonzero(detected.any(axis=1))
     second = scale_sigmas(second, chosen["sigma_scale"])
     merged, source = merge({**first, "ends": refined}, second, threshold, separation,
                            tuple(grid))
@@ -341,7 +336,7 @@ def peel(data: Sequence[str], labels: Sequence[str], checkpoint: str | os.PathLi
                     "sigma_rescale": rescale,
                     "fit_us": fit_us if subtract == "fitted" else None,
                     "sweeps": sweeps if subtract == "fitted" else None,
-                    "plates_subtracted": int(len(plates)),
+                    "plates_subtracted": int(detected.any(axis=1).sum()),
                     "added": int((source == 2).sum()),
                     "median_end_moved_m": float(np.median(np.concatenate(moved)))
                     if moved else None},

@@ -40,6 +40,7 @@ from model.detection import (DEFAULT_SCORE_THRESHOLD, PlateMatches, count_table,
                              crack_matches, crack_size_table, detection_intervals,
                              detection_scores, greedy_flags, plate_matches)
 from model.cracks import cell_ranges
+from model.io import DataError
 from model.keypoints import BOX_COORDS, cell_boxes
 from model.metrics import DEFAULT_SIZE_THRESHOLDS
 from model.nets.crackset import decode_cracks
@@ -94,6 +95,23 @@ def sigma_scales(decoded: dict, targets: np.ndarray, score_threshold: float,
         factor = float(np.quantile(z, level) / central_z(level)) if z.size else 1.0
         scales[group] = factor if factor > 0 else 1.0
     return scales
+
+
+def box_end_factors(scales) -> bool:
+    """Whether `scales` holds a number for `box` and one for `ends` (as `sigma_scales`
+    returns them)."""
+    return isinstance(scales, dict) and all(isinstance(scales.get(k), (int, float))
+                                            for k in ("box", "ends"))
+
+
+def chosen_scoring(metrics: dict, source: str) -> tuple[float, dict]:
+    """The detection threshold and `sigma_scale` an earlier crack-set evaluation chose, from
+    its metrics.json read as `metrics`; DataError naming `source` when either is missing."""
+    given, scales = metrics.get("score_threshold"), metrics.get("sigma_scale")
+    if not (isinstance(given, (int, float)) and box_end_factors(scales)):
+        raise DataError(f"{source} lacks the number 'score_threshold' and the numbers "
+                        "'sigma_scale.box', 'sigma_scale.ends' of a crack-set evaluation")
+    return float(given), scales
 
 
 def scale_sigmas(decoded: dict, scales: dict) -> dict:

@@ -30,7 +30,8 @@ from model.data import (Labels, ShardIndex, WavefieldDataset, box_samples, load_
                         read_samples, read_split, target_samples)
 from model.inference import make_loader, predict, predict_embedded, resolve_device
 from model.crack_labels import crack_targets, load_crack_labels, plate_size
-from model.crackset_scoring import (choose_score_threshold, crack_predictions_dataset,
+from model.crackset_scoring import (choose_score_threshold, chosen_scoring,
+                                    crack_predictions_dataset,
                                     crack_scores, decode_for, detection_markdown, scale_sigmas,
                                     sigma_scales, union_boxes)
 from model.io import DataError, write_netcdf_atomic, write_text_atomic
@@ -184,13 +185,8 @@ def evaluate_cracks(model, state: dict, index: ShardIndex, label_set: Labels, sp
     decoded = decode_for(model, raw)
     targets = crack_targets(cracks, ids, plate)
     if chosen is not None:
-        given, scales = chosen.get("score_threshold"), chosen.get("sigma_scale")
-        if not (isinstance(given, (int, float)) and isinstance(scales, dict)
-                and all(isinstance(scales.get(k), (int, float)) for k in ("box", "ends"))):
-            raise DataError("the --from-metrics file lacks the number 'score_threshold' and "
-                            "the numbers 'sigma_scale.box', 'sigma_scale.ends' of a crack-set "
-                            "evaluation")
-        threshold = {"value": float(given), "chosen_on": "from_metrics"}
+        given, scales = chosen_scoring(chosen, "the --from-metrics file")
+        threshold = {"value": given, "chosen_on": "from_metrics"}
         scales = {**scales, "chosen_on": "from_metrics"}
         far = given_threshold(chosen)
         if distribution is not None and far is None:
