@@ -25,8 +25,8 @@ import numpy as np
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from crackpoint.peeling import (cracks_field, decoded_cracks, first_pass,  # noqa: E402
-                                merge, second_pass)
+from crackpoint.fitting import cracks_field  # noqa: E402
+from crackpoint.peeling import decoded_cracks, first_pass, merge, second_pass  # noqa: E402
 from dlem import dataset as dlem_dataset  # noqa: E402
 from model.checkpoint import check_setup, load_checkpoint, model_from_checkpoint  # noqa: E402
 from model.crack_labels import plate_size  # noqa: E402

@@ -45,8 +45,8 @@ import torch
 import xarray as xr
 from tqdm import tqdm
 
+from crackpoint.fitting import cracks_field, early_setup, fit_ends
 from dlem import dataset as dlem_dataset
-from dlem.cracks import Polyline
 from dlem.workers import ordered_map
 from model.checkpoint import check_setup, load_checkpoint, model_from_checkpoint
 from model.crack_labels import crack_targets, load_crack_labels, plate_size
@@ -63,72 +63,8 @@ from model.predict import unlabelled
 
 MODES = ("detected", "fitted")
 BOX_SOURCES = ("ends", "network")   # each detection's box: of its end points, or as predicted
-MIN_CRACK_M = 1e-4           # a predicted crack shorter than this is not subtracted
-FIT_STEPS_M = (2e-3, 1e-3)   # compass-search steps of `fit_ends`
 CHUNK = 64                   # plates whose subtracted fields are held at once
 DECODED = ("score", "box", "ends", "box_sigma", "end_sigma")
-
-
-def straight(ends: np.ndarray) -> Polyline | None:
-    """A straight solver crack between `ends` `(2, 2)` [m]; None when shorter than
-    `MIN_CRACK_M` (no bond to cut)."""
-    ends = np.asarray(ends, np.float64)
-    return Polyline.from_params(points=ends) if np.linalg.norm(ends[1] - ends[0]) >= MIN_CRACK_M \
-        else None
-
-
-def solver_cracks(ends: np.ndarray) -> list[Polyline]:
-    """Straight solver cracks of end points `(n, 2, 2)` [m], those under `MIN_CRACK_M` left
-    out."""
-    return [c for c in map(straight, ends) if c is not None]
-
-
-def cracks_field(setup, ends: np.ndarray) -> np.ndarray:
-    """The sensor wavefield `(T, sensor, 2)` float64 [m] of the plate of `setup`
-    (`dlem.dataset.setup`) with straight cracks between `ends` `(n, 2, 2)` [m]."""
-    return dlem_dataset.sensor_records(setup, solver_cracks(ends)).astype(np.float64)
-
-
-def early_setup(config: dict, fit_us: float):
-    """The solver set-up of the first `fit_us` microseconds of `config`'s record, and that
-    many samples: its records are the first samples of the full ones (same time step)."""
-    duration, n_time = config["time"]["duration"], config["time"]["n_time"]
-    if not 0 < fit_us * 1e-6 <= duration:
-        raise ValueError(f"fit_us must lie in (0, {duration * 1e6:g}] (the record), got {fit_us}")
-    samples = int(round(fit_us * 1e-6 / duration * n_time))
-    if samples < 1:
-        raise ValueError(f"fit_us {fit_us} is shorter than one sample of the record")
-    time = {**config["time"], "n_time": samples, "duration": samples * duration / n_time}
-    return dlem_dataset.setup({**config, "time": time}), samples
-
-
-def fit_ends(ends: np.ndarray, measured: np.ndarray, setup, sweeps: int = 2,
-             steps: Sequence[float] = FIT_STEPS_M) -> np.ndarray:
-    """End points `(n, 2, 2)` [m] moved to fit `measured` `(T', sensor, 2)` [m] (the records
-    `setup` simulates): a compass search on the squared misfit of the cracks' simulated
-    field, one coordinate at a time, first improving move taken, by each of `steps` [m] in
-    turn, at most `sweeps` rounds per step (fewer once no move improves)."""
-    theta = np.asarray(ends, np.float64).reshape(-1).copy()
-    measured = np.asarray(measured, np.float64)
-
-    def misfit(values: np.ndarray) -> float:
-        return float(np.sum((measured - cracks_field(setup, values.reshape(-1, 2, 2))) ** 2))
-
-    best = misfit(theta)
-    for step in steps:
-        for _ in range(sweeps):
-            moved = False
-            for j in range(theta.size):
-                for sign in (1.0, -1.0):
-                    trial = theta.copy()
-                    trial[j] += sign * step
-                    value = misfit(trial)
-                    if value < best:
-                        best, theta, moved = value, trial, True
-                        break
-            if not moved:
-                break
-    return theta.reshape(-1, 2, 2)
 
 
 def merge(first: dict, second: dict, threshold: float, separation: float,
@@ -190,7 +126,7 @@ def _subtracted(job) -> tuple[np.ndarray, np.ndarray]:
     fit them to or None, (full set-up, early set-up), the uncracked record, sweeps)."""
     ends, measured, (setup, early), pristine, sweeps = job
     if measured is not None:
-        ends = fit_ends(ends, measured, early, sweeps)
+        ends, _ = fit_ends(ends, measured, early, sweeps)
     return ends, (cracks_field(setup, ends) - pristine).astype(np.float32)
 
 
