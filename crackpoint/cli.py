@@ -57,6 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fit-us", type=_positive(float), default=50.0,
                    help="fitted: microseconds of the record fitted")
     p.add_argument("--sweeps", type=_positive(int), default=2, help="fitted: rounds per step")
+    p.add_argument("--check", action="store_true",
+                   help="then the solver check: remove detections the record does not need, "
+                        "add the cracks it still needs (crackpoint.completion); its gain "
+                        "threshold chosen on the plates peeled, or taken with --from-metrics")
     p.add_argument("--size-thresholds", type=float, nargs="+",
                    default=list(DEFAULT_SIZE_THRESHOLDS), metavar="M",
                    help="crack-length thresholds [m] of the by-size table")
@@ -91,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = peel(args.data, args.labels, args.checkpoint, args.evaluation, args.out_dir,
                       args.subtract, args.separation, args.fit_us, args.sweeps,
                       args.size_thresholds, args.batch_size, args.workers, args.progress,
-                      args.boxes, chosen)
+                      args.boxes, chosen, args.check)
         detection = result["detection"]
         print(json.dumps({"samples": result["samples_scored"], **result["peeling"],
                           "count_accuracy_cracked": detection["count_accuracy_cracked"],

@@ -21,8 +21,11 @@ plate's detections (`merge`); the first pass keeps its slots (with the fitted en
 Second-pass intervals are rescaled by the evaluation's `sigma_scale`. With `boxes="ends"`
 each detection's box is then made from its end points as a true crack's box is made from
 its vertices (`model.crackset_scoring.boxes_of_ends`: the label cells the straight crack
-touches, boxed by the labels' rule); with `"network"` it stays the box head's. Boxes made
-from the ends and fitted end points are better than the network's σ says, so the merged
+touches, boxed by the labels' rule); with `"network"` it stays the box head's. With `check`,
+the merged detections then go through the solver check (`crackpoint.completion`: those the
+record does not need removed, the cracks it still needs found by the solver and added, at
+an `add_gain` chosen like the rescaling below; pass 3, boxed from their end points). Boxes
+made from the ends and fitted end points are better than the network's σ says, so the merged
 detections' σ are rescaled once more, split-conformally as `python -m model evaluate` does
 (`sigma_rescale`: the factors that make the 90 % intervals cover 90 % of the matched
 pairs): chosen on the plates peeled when no `from_metrics` is given, which is right for
@@ -45,6 +48,9 @@ import torch
 import xarray as xr
 from tqdm import tqdm
 
+from crackpoint.completion import (ADD_GAINS, MAX_ADDED, PRUNE_GAIN, PlateCheck, added_count,
+                                   atom, atom_ends, check_plate, choose_add_gain,
+                                   crack_dictionary)
 from crackpoint.fitting import cracks_field, early_setup, fit_ends
 from dlem import dataset as dlem_dataset
 from dlem.workers import ordered_map
@@ -120,6 +126,11 @@ def decoded_cracks(ds: xr.Dataset, plate: np.ndarray) -> dict:
             "end_sigma": ds["pred_ends_sigma"].values / plate}
 
 
+def mapped(func, jobs: Sequence, workers: int):
+    """Context: `func` over `jobs` in order, on `workers` processes when more than one."""
+    return ordered_map(func, jobs, workers) if workers > 1 else nullcontext(map(func, jobs))
+
+
 def _subtracted(job) -> tuple[np.ndarray, np.ndarray]:
     """Worker: `(ends (n, 2, 2) [m], scattered field (T, sensor, 2) float32 [m])` of one
     plate's cracks to subtract; `job` = (their end points [m], the plate's early record to
@@ -178,8 +189,7 @@ def look_again(model, state: dict, index: ShardIndex, ids: np.ndarray, first: di
                    if fit_samples and todo.size else [None] * len(todo))
         jobs = [(ends, record, setups, pristine, sweeps) for ends, record in zip(found, records)]
         fields = {}
-        with (ordered_map(_subtracted, jobs, workers) if workers > 1
-              else nullcontext(map(_subtracted, jobs))) as results:
+        with mapped(_subtracted, jobs, workers) as results:
             for i, given, (ends, field) in zip(todo, found, results):
                 if fit_samples:
                     moved.append(np.linalg.norm(ends - given, axis=-1).ravel())
@@ -193,12 +203,74 @@ def look_again(model, state: dict, index: ShardIndex, ids: np.ndarray, first: di
     return grid, second, refined, moved
 
 
+def solver_check(index: ShardIndex, ids: np.ndarray, merged: dict, detected: np.ndarray,
+                 plate: np.ndarray, grid: np.ndarray, fit_us: float, separation: float,
+                 min_gain: float, workers: int, progress: bool) -> list[PlateCheck]:
+    """`crackpoint.completion`'s check of every plate `ids`: its `detected` `(N, K)` cracks
+    of `merged` (plate fractions) pruned and searched around on the first `fit_us`
+    microseconds of its record (`workers` processes; the dictionary on the label cells of
+    `grid`), the search stopping after a gain below `min_gain`."""
+    early, samples = early_setup(json.loads(index.setup), fit_us)
+    pristine = cracks_field(early, np.zeros((0, 2, 2)))
+    ends = atom_ends(plate, grid)
+    with mapped(atom, [(early, pristine, e) for e in ends], workers) as results:
+        dictionary = crack_dictionary(ends, list(tqdm(
+            results, total=len(ends), desc="solver check: dictionary", unit="crack",
+            disable=not progress)))
+    cell = plate / grid
+    checks = []
+    with tqdm(total=len(ids), desc="solver check", unit="plate", disable=not progress) as bar:
+        for start in range(0, len(ids), CHUNK):
+            rows = np.arange(start, min(start + CHUNK, len(ids)))
+            records = read_samples(index, ids[rows], "wavefield")[:, :samples].astype(np.float64)
+            jobs = [(merged["ends"][i][detected[i]] * plate, record, early, pristine, dictionary,
+                     cell, separation, PRUNE_GAIN, min_gain) for i, record in zip(rows, records)]
+            with mapped(check_plate, jobs, workers) as results:
+                for check in results:
+                    checks.append(check)
+                    bar.update()
+    return checks
+
+
+def checked(merged: dict, source: np.ndarray, checks: Sequence[PlateCheck], add_gain: float,
+            threshold: float, plate: np.ndarray, grid: np.ndarray,
+            box_rule: str) -> tuple[dict, np.ndarray, np.ndarray]:
+    """The merged detections after the solver check: the pruned ones' slots emptied, the
+    candidates up to `add_gain` (`added_count`) in `MAX_ADDED` new slots, pass 3, at score
+    `threshold`, boxed from their end points (`box_rule`), their σ one label cell (to be
+    rescaled with the rest). Returns those decoded cracks, their passes and each plate's
+    misfit left `(N,)`."""
+    n = len(checks)
+    out = {name: np.concatenate([merged[name], np.full((n, MAX_ADDED, *merged[name].shape[2:]),
+                                                       np.nan)], axis=1) for name in DECODED}
+    passes = np.concatenate([source, np.zeros((n, MAX_ADDED), source.dtype)], axis=1)
+    k = source.shape[1]
+    detected = merged["score"] >= threshold
+    left = np.zeros(n)
+    cell = 1.0 / np.asarray(grid, np.float64)          # a label cell in plate fractions
+    for i, check in enumerate(checks):
+        pruned = np.flatnonzero(detected[i])[~check.kept]
+        for name in DECODED:
+            out[name][i, pruned] = np.nan
+        passes[i, pruned] = 0
+        m = added_count(check.gains, add_gain)
+        slots = np.arange(k, k + m)
+        out["score"][i, slots] = threshold
+        out["ends"][i, slots] = check.added[:m] / plate
+        out["box"][i, slots] = boxes_of_ends(check.added[:m], plate, grid, box_rule)
+        out["box_sigma"][i, slots] = np.tile(cell, 2)
+        out["end_sigma"][i, slots] = cell
+        passes[i, slots] = 3
+        left[i] = check.misfit - check.gains[:m].sum()
+    return out, passes, left
+
+
 def peel(data: Sequence[str], labels: Sequence[str], checkpoint: str | os.PathLike,
          evaluation: str | os.PathLike, out_dir: str | os.PathLike, subtract: str = "detected",
          separation: float = 2.0, fit_us: float = 50.0, sweeps: int = 2,
          size_thresholds: Sequence[float] = DEFAULT_SIZE_THRESHOLDS, batch_size: int = 16,
          workers: int = 1, progress: bool = True, boxes: str = "ends",
-         from_metrics: dict | None = None) -> dict:
+         from_metrics: dict | None = None, check: bool = False) -> dict:
     """Peel the plates of `evaluation` (module docstring) and write to `out_dir` what
     `python -m model evaluate` writes for a crack-set model, of the merged detections:
     crack_predictions.nc (with `peeling_pass` per slot), metrics.json (the detection scores,
@@ -206,15 +278,23 @@ def peel(data: Sequence[str], labels: Sequence[str], checkpoint: str | os.PathLi
     median end-point move, and `paired`, the peeled scores minus the first pass's with 95 %
     plate-bootstrap intervals), detection.md and figures/. `workers` processes run the
     solver; `boxes` (`BOX_SOURCES`) says where the merged detections' boxes come from;
-    `from_metrics` (a peel metrics.json of validation plates) gives `sigma_rescale`.
+    `from_metrics` (a peel metrics.json of validation plates) gives `sigma_rescale` (and,
+    with `check`, the solver check's `add_gain`). With `check`, the merged detections go
+    through the solver check (`crackpoint.completion`) before their boxes are made.
     Returns the metrics."""
-    rescale = None
+    rescale = add_gain = None
     if from_metrics is not None:
-        rescale = (from_metrics.get("peeling") or {}).get("sigma_rescale")
+        given = from_metrics.get("peeling") or {}
+        rescale = given.get("sigma_rescale")
         if not box_end_factors(rescale):
             raise DataError("the --from-metrics file lacks the numbers 'peeling.sigma_rescale."
                             "box' and '.ends' of a `python -m crackpoint peel` run")
         rescale = {**rescale, "chosen_on": "from_metrics"}
+        if check:
+            add_gain = (given.get("check") or {}).get("add_gain")
+            if not isinstance(add_gain, (int, float)) or not add_gain > 0:
+                raise DataError("the --from-metrics file lacks the number 'peeling.check."
+                                "add_gain' of a `python -m crackpoint peel --check` run")
     if subtract not in MODES:
         raise ValueError(f"subtract must be one of {MODES}, got {subtract!r}")
     if boxes not in BOX_SOURCES:
@@ -250,12 +330,29 @@ def peel(data: Sequence[str], labels: Sequence[str], checkpoint: str | os.PathLi
     second = scale_sigmas(second, chosen["sigma_scale"])
     merged, source = merge({**first, "ends": refined}, second, threshold, separation,
                            tuple(grid))
+    rows = cracks.labels.rows(ids)
+    check_info, misfit_left = None, None
+    if check:
+        checks = solver_check(index, ids, merged, merged["score"] >= threshold, plate, grid,
+                              fit_us, separation, add_gain or min(ADD_GAINS), workers,
+                              progress)
+        check_info = {"prune_gain": PRUNE_GAIN, "add_gain": add_gain,
+                      "chosen_on": "from_metrics"}
+        if add_gain is None:   # on the plates peeled: validation plates only (docstring)
+            add_gain, accuracy = choose_add_gain(checks, cracks.labels.n_cracks[rows])
+            check_info = {**check_info, "add_gain": add_gain, "chosen_on": "these plates",
+                          "count_accuracy_by_gain": accuracy}
+        merged, source, misfit_left = checked(merged, source, checks, add_gain, threshold,
+                                              plate, grid, cracks.labels.box_rule)
+        cracked = np.array([c.misfit > 0 for c in checks])
+        check_info.update(
+            pruned=int(sum((~c.kept).sum() for c in checks)), added=int((source == 3).sum()),
+            median_misfit_left=float(np.median(misfit_left[cracked])) if cracked.any() else None)
     if boxes == "ends":
         merged["box"] = boxes_of_ends(merged["ends"] * plate, plate, grid,
                                       cracks.labels.box_rule)
     if rescale is None:   # on the plates peeled: validation plates only (docstring)
         rescale = {**sigma_scales(merged, targets, threshold), "chosen_on": "these plates"}
-    rows = cracks.labels.rows(ids)
     novel = ds["novel"].values if "novel" in ds else None
     scores, errors = crack_scores(merged, targets, cracks.outline[rows], cracks.length[rows],
                                   tuple(plate), threshold, size_thresholds,
@@ -273,7 +370,7 @@ def peel(data: Sequence[str], labels: Sequence[str], checkpoint: str | os.PathLi
                     "fit_us": fit_us if subtract == "fitted" else None,
                     "sweeps": sweeps if subtract == "fitted" else None,
                     "plates_subtracted": int(detected.any(axis=1).sum()),
-                    "added": int((source == 2).sum()),
+                    "added": int((source == 2).sum()), "check": check_info,
                     "median_end_moved_m": float(np.median(np.concatenate(moved)))
                     if moved else None},
         "paired": paired_differences(before, after),
@@ -285,8 +382,14 @@ def peel(data: Sequence[str], labels: Sequence[str], checkpoint: str | os.PathLi
                                             distance, novel)
     predictions["peeling_pass"] = (("sample", "slot"), source,
                                    {"long_name": "pass that found the slot's crack",
-                                    "flag_values": np.array([0, 1, 2], np.int8),
-                                    "flag_meanings": "empty first_pass second_pass"})
+                                    "flag_values": np.array([0, 1, 2, 3], np.int8),
+                                    "flag_meanings": "empty first_pass second_pass "
+                                                     "solver_check"})
+    if misfit_left is not None:
+        predictions["misfit_left"] = ("sample", misfit_left, {
+            "units": "1", "long_name": "solver misfit of the detections as a fraction of the "
+                                       "plate's scattered energy (0 uncracked)",
+            "comment": f"first {fit_us:g} us of the record"})
     predictions.attrs["source"] = "python -m crackpoint peel"
     write_netcdf_atomic(predictions, out_dir / "crack_predictions.nc")
     write_text_atomic(json.dumps(result, indent=2) + "\n", out_dir / "metrics.json")
@@ -301,9 +404,13 @@ def peel(data: Sequence[str], labels: Sequence[str], checkpoint: str | os.PathLi
 
 def paired_markdown(rows: list[dict], peeling: dict) -> str:
     """The peeled-minus-first-pass table of `paired_differences` rows, as Markdown."""
+    check = peeling.get("check")
+    checked_text = "" if not check else (
+        f"; solver check: {check['pruned']} detections removed, {check['added']} cracks added "
+        f"at gain >= {check['add_gain']:g}")
     lines = [f"**Peeled minus first pass** (same plates; {peeling['plates_subtracted']} plates "
-             f"subtracted, {peeling['added']} detections added; 95 % bootstrap intervals over "
-             "the plates)", "", "| metric | first pass | peeled | difference | interval |",
+             f"subtracted, {peeling['added']} detections added{checked_text}; 95 % bootstrap "
+             "intervals over the plates)", "", "| metric | first pass | peeled | difference | interval |",
              "|---|---:|---:|---:|---:|"]
     for row in rows:
         metres = row["metric"].endswith("_m")   # lengths in mm, two decimals

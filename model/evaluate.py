@@ -43,6 +43,8 @@ from model.scoring import (choose_mask_thresholds, condition_info, mask_scores,
                            mask_thresholds_from, predictions_dataset, read_chosen, sigmoid,
                            summarise, write_evaluation)
 
+PASS_MARKS = {2: "peeled", 3: "solver"}   # `crackpoint.peeling`'s later passes, in figures
+
 
 def checkpoint_info(state: dict, checkpoint: Path) -> dict:
     """What metrics.json says about a trained model: name, target, size and training cost."""
@@ -246,8 +248,9 @@ def crack_figures(fig_dir: Path, ids: np.ndarray, decoded: dict, cracks, rows: n
                   passes: np.ndarray | None = None) -> None:
     """figures/cracks_{0..3}.png: up to four samples with that many true cracks each (the
     first in sample order) with their detections, a plate flagged by `novel` marked in its
-    title, and with `passes` `(N, K)` (`crackpoint.peeling`: 1 or 2 per slot) the detections
-    of the second pass marked "peeled"; figures/reliability.png."""
+    title, and with `passes` `(N, K)` (`crackpoint.peeling`: 1, 2 or 3 per slot) the
+    detections of the second pass marked "peeled", those the solver check added "solver";
+    figures/reliability.png."""
     z90 = central_z(0.9)
     n_true = cracks.labels.n_cracks[rows]
     for count in range(cracks.box.shape[1] + 1):
@@ -258,12 +261,13 @@ def crack_figures(fig_dir: Path, ids: np.ndarray, decoded: dict, cracks, rows: n
         for i in picks:
             kept = decoded["score"][i] >= threshold
             flag = "\nnovel: far from training" if novel is not None and novel[i] else ""
-            peeled = np.zeros(kept.sum(), bool) if passes is None else passes[i][kept] == 2
-            found = f"{int(kept.sum())} found" + (f" ({int(peeled.sum())} by peeling)"
-                                                  if peeled.any() else "")
+            found_by = np.ones(kept.sum(), int) if passes is None else passes[i][kept]
+            later = [f"{int(np.sum(found_by == p))} {mark}" for p, mark in PASS_MARKS.items()
+                     if np.any(found_by == p)]
+            found = f"{int(kept.sum())} found" + (f" ({', '.join(later)})" if later else "")
             panels.append({
                 "title": f"sample {int(ids[i])}: {count} true, {found}{flag}",
-                "marks": np.where(peeled, " peeled", ""),
+                "marks": [f" {PASS_MARKS[p]}" if p in PASS_MARKS else "" for p in found_by],
                 "true_box": cracks.box[rows[i]], "true_outline": cracks.outline[rows[i]],
                 "box": decoded["box"][i][kept], "box_sigma": decoded["box_sigma"][i][kept],
                 "ends": decoded["ends"][i][kept] * np.asarray(plate),
