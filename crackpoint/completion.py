@@ -8,9 +8,10 @@ scattered energy there (the measured record minus the uncracked plate's): 1 with
 0 when the cracks explain the record exactly. A crack's *gain* is the drop in misfit it
 brings.
 
-- **prune**: while some detection's removal lowers the misfit or raises it by less than
-  `prune_gain`, the one raising it least is removed (a duplicate, or a crack the record
-  does not hold);
+- **prune**: while some crack's removal lowers the misfit or raises it by less than
+  `prune_gain`, the one raising it least is removed (a duplicate, a crack the record does
+  not hold, or one a later addition explains better); first the detections given, then
+  after every addition;
 - **search**: the residual (measured minus the solver's record of the kept cracks) is
   matched against a dictionary of single-crack fields (`crack_dictionary`: a straight crack
   of `ATOM_LENGTH_M` at every label-cell centre in each of `ATOM_ANGLES_DEG`, simulated
@@ -19,11 +20,11 @@ brings.
   atoms of most gain, placed more than `separation` label cells apart and from every kept
   crack, are each fitted (`crackpoint.fitting.fit_ends`, the kept cracks in the plate and
   fixed); the one leaving the least misfit is the step's candidate, its gain the misfit's
-  drop. Up to `MAX_ADDED` steps, greedily, each on the cracks kept and found so far,
+  drop. Up to `MAX_ADDED` steps, greedily, each on the cracks present after the last,
   stopping after a gain below `min_gain`;
-- **decide**: the candidates are added up to the first whose gain is below `add_gain`. The
-  greedy steps do not depend on `add_gain` (only where they stop), so one search serves every
-  threshold: `choose_add_gain` picks it on validation plates.
+- **decide**: the plate's cracks are those present after the last step before the first
+  gain below `add_gain`. The steps do not depend on `add_gain` (only where they stop), so
+  one search serves every threshold: `choose_add_gain` picks it on validation plates.
 
 The dictionary is first order (each atom alone in the uncracked plate: it proposes where to
 look); the fit and the gains are not (every crack of the plate is simulated together).
@@ -60,14 +61,21 @@ class Dictionary:
 
 @dataclass(frozen=True)
 class PlateCheck:
-    """One plate's check: `kept` `(n,)` bool (the detections given that stay), `removal`
-    the gains of the removed ones, in the order removed, `added` `(m, 2, 2)` [m] the search's
-    candidates in the order found, `gains` `(m,)` theirs; `misfit` before any change."""
-    kept: np.ndarray
-    removal: np.ndarray
-    added: np.ndarray
+    """One plate's check. `candidates` `(m, 2, 2)` [m]: the search's cracks in the order
+    found, `gains` `(m,)` theirs; `states`: `m + 1` int arrays, the cracks present after the
+    first pruning and after each search step's addition and pruning, as origins (`i < n`:
+    the i-th of the n detections given, `n + j`: candidate j); `misfits` `(m + 1,)` the
+    misfit each state leaves (all 0 for a record that is the uncracked plate's)."""
+    n_given: int
+    candidates: np.ndarray
     gains: np.ndarray
-    misfit: float
+    states: list
+    misfits: np.ndarray
+
+    def state(self, add_gain: float) -> np.ndarray:
+        """The origins of the cracks present once the candidates are added up to the first
+        whose gain is below `add_gain`."""
+        return self.states[added_count(self.gains, add_gain)]
 
 
 def atom_ends(plate: Sequence[float], grid: Sequence[int], length: float = ATOM_LENGTH_M,
@@ -111,11 +119,10 @@ def misfit(measured: np.ndarray, setup, ends: np.ndarray, energy: float) -> floa
 
 
 def prune(ends: np.ndarray, measured: np.ndarray, setup, energy: float,
-          prune_gain: float) -> tuple[np.ndarray, np.ndarray, float]:
+          prune_gain: float) -> tuple[np.ndarray, float]:
     """Backward elimination (module docstring) of cracks `ends` `(n, 2, 2)` [m]: the kept
-    mask `(n,)`, the removed cracks' gains in the order removed, and the misfit left."""
+    mask `(n,)` and the misfit left."""
     kept = np.ones(len(ends), bool)
-    removal = []
     current = misfit(measured, setup, ends, energy)
     while kept.any():
         rows = np.flatnonzero(kept)
@@ -125,19 +132,20 @@ def prune(ends: np.ndarray, measured: np.ndarray, setup, energy: float,
         if gains[weakest] >= prune_gain:
             break
         kept[rows[weakest]] = False
-        removal.append(gains[weakest])
         current += gains[weakest]
-    return kept, np.asarray(removal, np.float64), current
+    return kept, current
 
 
-def search(kept: np.ndarray, measured: np.ndarray, setup, energy: float, current: float,
-           dictionary: Dictionary, cell: np.ndarray, separation: float,
-           min_gain: float) -> tuple[np.ndarray, np.ndarray]:
-    """The greedy search (module docstring) around the kept cracks `kept` `(n, 2, 2)` [m]
-    leaving misfit `current`; `cell` = a label cell's (width, height) [m], `separation` in
-    cells. Returns the candidates `(m, 2, 2)` [m] and their gains `(m,)`."""
-    found, gains = [], []
-    present = np.asarray(kept, np.float64).reshape(-1, 2, 2)
+def search(ends: np.ndarray, measured: np.ndarray, setup, energy: float,
+           dictionary: Dictionary, cell: np.ndarray, separation: float, prune_gain: float,
+           min_gain: float) -> PlateCheck:
+    """Prune the detections `ends` `(n, 2, 2)` [m], then search (module docstring), pruning
+    again after each addition; `cell` = a label cell's (width, height) [m], `separation` in
+    cells; the steps stop after a gain below `min_gain`."""
+    n = len(ends)
+    kept, current = prune(ends, measured, setup, energy, prune_gain)
+    origins, present = np.flatnonzero(kept), ends[kept]
+    states, misfits, candidates, gains = [origins], [current], [], []
     atom_centres = dictionary.ends.mean(axis=1) / cell
     for _ in range(MAX_ADDED):
         residual = decimated(measured - cracks_field(setup, present)).astype(np.float32)
@@ -147,42 +155,42 @@ def search(kept: np.ndarray, measured: np.ndarray, setup, energy: float, current
         for a in np.argsort(-matched):
             if places.size and np.linalg.norm(places - atom_centres[a], axis=1).min() <= separation:
                 continue
-            ends, left = fit_ends(dictionary.ends[a][None], measured, setup, SEARCH_SWEEPS,
-                                  SEARCH_STEPS_M, fixed=present)
-            left /= energy
-            if best is None or left < best[1]:
-                best = (ends[0], left)
+            fitted, left = fit_ends(dictionary.ends[a][None], measured, setup, SEARCH_SWEEPS,
+                                    SEARCH_STEPS_M, fixed=present)
+            if best is None or left / energy < best[1]:
+                best = (fitted[0], left / energy)
             places = np.concatenate([places, atom_centres[a][None]])
             if len(places) - len(present) == TRIES:
                 break
         if best is None:
             break
-        gain = current - best[1]
-        found.append(best[0])
-        gains.append(gain)
+        candidates.append(best[0])
+        gains.append(current - best[1])
         present = np.concatenate([present, best[0][None]])
-        current = best[1]
-        if gain < min_gain:
+        origins = np.append(origins, n + len(candidates) - 1)
+        kept, current = prune(present, measured, setup, energy, prune_gain)
+        origins, present = origins[kept], present[kept]
+        states.append(origins)
+        misfits.append(current)
+        if gains[-1] < min_gain:
             break
-    return np.asarray(found, np.float64).reshape(-1, 2, 2), np.asarray(gains, np.float64)
+    return PlateCheck(n, np.asarray(candidates, np.float64).reshape(-1, 2, 2),
+                      np.asarray(gains, np.float64), states, np.asarray(misfits))
 
 
 def check_plate(job) -> PlateCheck:
-    """Worker: prune and search one plate; `job` = (its detections' end points `(n, 2, 2)`
-    [m], its record `(T, sensor, 2)` [m], set-up, the uncracked record, `Dictionary`, label
-    cell [m], separation [cells], prune_gain, min_gain). A plate whose record is the uncracked
-    one keeps its detections and gets no candidate."""
+    """Worker: `search` one plate; `job` = (its detections' end points `(n, 2, 2)` [m], its
+    record `(T, sensor, 2)` [m], set-up, the uncracked record, `Dictionary`, label cell [m],
+    separation [cells], prune_gain, min_gain). A plate whose record is the uncracked one
+    keeps its detections and gets no candidate."""
     ends, measured, setup, pristine, dictionary, cell, separation, prune_gain, min_gain = job
     ends = np.asarray(ends, np.float64).reshape(-1, 2, 2)
     energy = float(np.sum((measured - pristine) ** 2))
     if energy == 0.0:
-        return PlateCheck(np.ones(len(ends), bool), np.zeros(0), np.zeros((0, 2, 2)),
-                          np.zeros(0), 0.0)
-    before = misfit(measured, setup, ends, energy)
-    kept, removal, current = prune(ends, measured, setup, energy, prune_gain)
-    added, gains = search(ends[kept], measured, setup, energy, current, dictionary, cell,
-                          separation, min_gain)
-    return PlateCheck(kept, removal, added, gains, before)
+        return PlateCheck(len(ends), np.zeros((0, 2, 2)), np.zeros(0), [np.arange(len(ends))],
+                          np.zeros(1))
+    return search(ends, measured, setup, energy, dictionary, cell, separation, prune_gain,
+                  min_gain)
 
 
 def added_count(gains: np.ndarray, add_gain: float) -> int:
@@ -194,11 +202,9 @@ def added_count(gains: np.ndarray, add_gain: float) -> int:
 
 def choose_add_gain(checks: Sequence[PlateCheck], true_count: np.ndarray,
                     grid: Sequence[float] = ADD_GAINS) -> tuple[float, dict]:
-    """The `add_gain` of `grid` whose counts (kept plus added) are right on most plates
+    """The `add_gain` of `grid` whose counts (the cracks present) are right on most plates
     (`true_count` `(N,)`), ties to the larger gain; and the accuracy at every gain."""
-    kept = np.array([c.kept.sum() for c in checks])
-    accuracy = {float(g): float(np.mean(kept + np.array([added_count(c.gains, g)
-                                                         for c in checks]) == true_count))
-                for g in grid}
+    accuracy = {float(g): float(np.mean(np.array([len(c.state(g)) for c in checks])
+                                        == true_count)) for g in grid}
     best = max(sorted(accuracy, reverse=True), key=lambda g: accuracy[g])
     return best, accuracy

@@ -235,33 +235,35 @@ def solver_check(index: ShardIndex, ids: np.ndarray, merged: dict, detected: np.
 def checked(merged: dict, source: np.ndarray, checks: Sequence[PlateCheck], add_gain: float,
             threshold: float, plate: np.ndarray, grid: np.ndarray,
             box_rule: str) -> tuple[dict, np.ndarray, np.ndarray]:
-    """The merged detections after the solver check: the pruned ones' slots emptied, the
-    candidates up to `add_gain` (`added_count`) in `MAX_ADDED` new slots, pass 3, at score
-    `threshold`, boxed from their end points (`box_rule`), their σ one label cell (to be
-    rescaled with the rest). Returns those decoded cracks, their passes and each plate's
-    misfit left `(N,)`."""
-    n = len(checks)
+    """The merged detections after the solver check at `add_gain` (`PlateCheck.state`): the
+    slots of detections no longer present emptied, the search's cracks present in
+    `MAX_ADDED` new slots, pass 3, at score `threshold`, boxed from their end points
+    (`box_rule`), their σ one label cell (to be rescaled with the rest). Returns those
+    decoded cracks, their passes and each plate's misfit left `(N,)`."""
+    n, k = source.shape
     out = {name: np.concatenate([merged[name], np.full((n, MAX_ADDED, *merged[name].shape[2:]),
                                                        np.nan)], axis=1) for name in DECODED}
     passes = np.concatenate([source, np.zeros((n, MAX_ADDED), source.dtype)], axis=1)
-    k = source.shape[1]
     detected = merged["score"] >= threshold
     left = np.zeros(n)
     cell = 1.0 / np.asarray(grid, np.float64)          # a label cell in plate fractions
     for i, check in enumerate(checks):
-        pruned = np.flatnonzero(detected[i])[~check.kept]
+        steps = added_count(check.gains, add_gain)
+        present = check.states[steps]
+        given = np.flatnonzero(detected[i])
+        gone = given[np.setdiff1d(np.arange(check.n_given), present)]
         for name in DECODED:
-            out[name][i, pruned] = np.nan
-        passes[i, pruned] = 0
-        m = added_count(check.gains, add_gain)
-        slots = np.arange(k, k + m)
+            out[name][i, gone] = np.nan
+        passes[i, gone] = 0
+        found = check.candidates[present[present >= check.n_given] - check.n_given]
+        slots = np.arange(k, k + len(found))
         out["score"][i, slots] = threshold
-        out["ends"][i, slots] = check.added[:m] / plate
-        out["box"][i, slots] = boxes_of_ends(check.added[:m], plate, grid, box_rule)
+        out["ends"][i, slots] = found / plate
+        out["box"][i, slots] = boxes_of_ends(found, plate, grid, box_rule)
         out["box_sigma"][i, slots] = np.tile(cell, 2)
         out["end_sigma"][i, slots] = cell
         passes[i, slots] = 3
-        left[i] = check.misfit - check.gains[:m].sum()
+        left[i] = check.misfits[steps]
     return out, passes, left
 
 
@@ -344,9 +346,10 @@ def peel(data: Sequence[str], labels: Sequence[str], checkpoint: str | os.PathLi
                           "count_accuracy_by_gain": accuracy}
         merged, source, misfit_left = checked(merged, source, checks, add_gain, threshold,
                                               plate, grid, cracks.labels.box_rule)
-        cracked = np.array([c.misfit > 0 for c in checks])
+        cracked = np.array([c.misfits[0] > 0 for c in checks])
         check_info.update(
-            pruned=int(sum((~c.kept).sum() for c in checks)), added=int((source == 3).sum()),
+            removed=int(sum(c.n_given - (c.state(add_gain) < c.n_given).sum() for c in checks)),
+            added=int((source == 3).sum()),
             median_misfit_left=float(np.median(misfit_left[cracked])) if cracked.any() else None)
     if boxes == "ends":
         merged["box"] = boxes_of_ends(merged["ends"] * plate, plate, grid,
@@ -406,7 +409,7 @@ def paired_markdown(rows: list[dict], peeling: dict) -> str:
     """The peeled-minus-first-pass table of `paired_differences` rows, as Markdown."""
     check = peeling.get("check")
     checked_text = "" if not check else (
-        f"; solver check: {check['pruned']} detections removed, {check['added']} cracks added "
+        f"; solver check: {check['removed']} detections removed, {check['added']} cracks added "
         f"at gain >= {check['add_gain']:g}")
     lines = [f"**Peeled minus first pass** (same plates; {peeling['plates_subtracted']} plates "
              f"subtracted, {peeling['added']} detections added{checked_text}; 95 % bootstrap "

@@ -317,3 +317,41 @@ def test_a_non_positive_fit_length_is_refused_by_the_parser(capsys):
         crackpoint_main(["peel", "--data", "a.nc", "--labels", "b.nc", "--checkpoint", "c.pt",
                          "--evaluation", "d", "--out-dir", "e", "--fit-us", "0"])
     assert exit_info.value.code == 2 and "must be positive" in capsys.readouterr().err
+
+
+def test_the_solver_check_finds_the_cracks_a_first_pass_missed(evaluated, tmp_path, capsys):
+    """The half first pass misses every second crack. The solver check, its gain threshold
+    chosen on these plates, must count (nearly) every plate right, and every crack it adds
+    must lie on a true crack: end points within two lattice spacings (the coarse lattice's
+    ~4.3 mm) of a true crack's (a crack placed at random is some 40 mm off). What the tiny network's second pass adds and the
+    record does not hold is pruned."""
+    out = tmp_path / "checked"
+    assert _peel(evaluated, evaluated["half"], out, "--check", "--fit-us", "30",
+                 "--workers", "2") == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    check = metrics["peeling"]["check"]
+    assert check["chosen_on"] == "these plates" and check["added"] >= 1
+    true = evaluated["true"]
+    half = np.mean(true.sum(axis=1) == 1)     # the first pass's count accuracy
+    assert metrics["detection"]["count_accuracy"] >= 0.8 > half
+    with xr.open_dataset(out / "crack_predictions.nc") as ds:
+        added = ds["peeling_pass"].values == 3
+        assert added.sum() == check["added"]
+        assert (ds["score"].values[added] == metrics["score_threshold"]).all()
+        assert (ds["misfit_left"].values >= 0).all()
+        for i, slot in zip(*np.nonzero(added)):
+            ends, truth = ds["pred_ends"].values[i, slot], ds["true_ends"].values[i]
+            error = np.nanmin([min(np.abs(ends - t).max(), np.abs(ends[::-1] - t).max())
+                               for t in truth])
+            assert error <= 8.7e-3, (i, error)
+    taken = tmp_path / "taken"
+    assert _peel(evaluated, evaluated["half"], taken, "--check", "--fit-us", "30",
+                 "--from-metrics", str(out / "metrics.json")) == 0
+    again = json.loads((taken / "metrics.json").read_text())["peeling"]["check"]
+    assert (again["chosen_on"], again["add_gain"]) == ("from_metrics", check["add_gain"])
+    unchecked = tmp_path / "unchecked.json"   # a peel's metrics without the check's
+    unchecked.write_text(json.dumps({**metrics, "peeling": {**metrics["peeling"], "check": None}}))
+    assert _peel(evaluated, evaluated["half"], tmp_path / "refused", "--check",
+                 "--from-metrics", str(unchecked)) == 2
+    assert "peeling.check.add_gain" in capsys.readouterr().err
+    assert not (tmp_path / "refused").exists()
