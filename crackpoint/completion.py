@@ -151,7 +151,7 @@ def search(ends: np.ndarray, measured: np.ndarray, setup, energy: float,
         residual = decimated(measured - cracks_field(setup, present)).astype(np.float32)
         matched = (dictionary.atoms @ residual).astype(np.float64) ** 2 / dictionary.norms
         places = present.mean(axis=1) / cell
-        best = None
+        best, tried = None, 0
         for a in np.argsort(-matched):
             if places.size and np.linalg.norm(places - atom_centres[a], axis=1).min() <= separation:
                 continue
@@ -160,7 +160,8 @@ def search(ends: np.ndarray, measured: np.ndarray, setup, energy: float,
             if best is None or left / energy < best[1]:
                 best = (fitted[0], left / energy)
             places = np.concatenate([places, atom_centres[a][None]])
-            if len(places) - len(present) == TRIES:
+            tried += 1
+            if tried == TRIES:
                 break
         if best is None:
             break

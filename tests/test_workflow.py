@@ -138,7 +138,8 @@ def test_multicrack_config_differs_from_the_default_only_in_the_crack_count(tmp_
     assert multi["simulation"] == default["simulation"]
     assert multi["labels"] == default["labels"]
     assert multi["evaluation"]["heldout"]["start"] >= multi["dataset"]["samples"]
-    result = snakemake("--dry-run", "--directory", tmp_path, "--configfile", MULTICRACK_CONFIG)
+    result = snakemake("--dry-run", "--printshellcmds", "--directory", tmp_path, "--configfile",
+                       MULTICRACK_CONFIG)
     assert result.returncode == 0, result.stdout
     jobs = job_counts(result.stdout)
     assert jobs["labels"] == math.ceil(multi["dataset"]["samples"] / multi["dataset"]["shard_size"])
@@ -146,6 +147,11 @@ def test_multicrack_config_differs_from_the_default_only_in_the_crack_count(tmp_
     peeled = [m for m in multi["models"] if m["arch"] == "crackset"]
     assert "peeling" in multi["evaluation"] and len(peeled) > 0
     assert jobs["peel"] == 3 * len(peeled) and jobs["evaluate_val"] == len(peeled)  # val, test, held out
+    peels = [line for line in result.stdout.splitlines() if "python -m crackpoint peel" in line]
+    assert len(peels) == jobs["peel"]
+    for line in peels:   # a true switch is a bare flag; the validation peel chooses, others take
+        assert " --check " in line and "--check True" not in line, line
+        assert ("--from-metrics results/val/peel/" in line) == ("results/val/eval" not in line)
 
 
 def test_paper_config_has_one_job_per_shard_and_model(tmp_path):
