@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="label cells a second-pass detection's centre must lie from every "
                         "first-pass one's to be added")
     p.add_argument("--fit-us", type=_positive(float), default=50.0,
-                   help="fitted: microseconds of the record fitted")
+                   help="fitted and --check: microseconds of the record fitted")
     p.add_argument("--sweeps", type=_positive(int), default=2, help="fitted: rounds per step")
     p.add_argument("--check", action="store_true",
                    help="then the solver check: remove detections the record does not need, "

@@ -370,7 +370,7 @@ def peel(data: Sequence[str], labels: Sequence[str], checkpoint: str | os.PathLi
         "peeling": {"evaluation": str(evaluation), "checkpoint": str(checkpoint),
                     "subtract": subtract, "separation_cells": separation, "boxes": boxes,
                     "sigma_rescale": rescale,
-                    "fit_us": fit_us if subtract == "fitted" else None,
+                    "fit_us": fit_us if subtract == "fitted" or check else None,
                     "sweeps": sweeps if subtract == "fitted" else None,
                     "plates_subtracted": int(detected.any(axis=1).sum()),
                     "added": int((source == 2).sum()), "check": check_info,
