@@ -454,8 +454,11 @@ def peel_rescale(wildcards, input):
 def peel_flags(wildcards):
     """`python -m crackpoint peel` options as evaluation.peeling gives them (the command's
     defaults otherwise): `--key value`, or `--key` alone for a true switch."""
-    return " ".join(f"--{key.replace('_', '-')}" + ("" if value is True else f" {value}")
-                    for key, value in PEELING.items() if value is not False)
+    return " ".join(
+        f"--{key.replace('_', '-')}" + ("" if value is True else f" {value}")
+        for key, value in PEELING.items()
+        if value is not False
+    )
 
 
 def baseline_method(wildcards):
