@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from crackpoint.fitting import cracks_field, fit_ends
+from crackpoint.fitting import cracks_field, fit_ends, squared_misfit
 
 ATOM_LENGTH_M = 8e-3                     # the dictionary's crack length [m]
 ATOM_ANGLES_DEG = (0.0, 45.0, 90.0, 135.0)
@@ -115,7 +115,7 @@ def crack_dictionary(ends: np.ndarray, fields: Sequence[np.ndarray]) -> Dictiona
 def misfit(measured: np.ndarray, setup, ends: np.ndarray, energy: float) -> float:
     """The misfit (module docstring) of cracks `ends` `(n, 2, 2)` [m] to `measured`
     `(T, sensor, 2)` [m], `energy` [m²] the plate's scattered energy."""
-    return float(np.sum((measured - cracks_field(setup, ends)) ** 2)) / energy
+    return squared_misfit(measured, setup, ends) / energy
 
 
 def prune(ends: np.ndarray, measured: np.ndarray, setup, energy: float,

@@ -35,6 +35,12 @@ def cracks_field(setup, ends: np.ndarray) -> np.ndarray:
     return dlem_dataset.sensor_records(setup, solver_cracks(ends)).astype(np.float64)
 
 
+def squared_misfit(measured: np.ndarray, setup, ends: np.ndarray) -> float:
+    """Σ (measured − the record of `setup` with straight cracks `ends` `(n, 2, 2)` [m])² [m²];
+    `measured` `(T, sensor, 2)` [m]."""
+    return float(np.sum((measured - cracks_field(setup, ends)) ** 2))
+
+
 def early_setup(config: dict, fit_us: float):
     """The solver set-up of the first `fit_us` microseconds of `config`'s record, and that
     many samples: its records are the first samples of the full ones (same time step)."""
@@ -62,8 +68,7 @@ def fit_ends(ends: np.ndarray, measured: np.ndarray, setup, sweeps: int = 2,
     fixed = np.zeros((0, 2, 2)) if fixed is None else np.asarray(fixed, np.float64)
 
     def misfit(values: np.ndarray) -> float:
-        cracks = np.concatenate([fixed, values.reshape(-1, 2, 2)])
-        return float(np.sum((measured - cracks_field(setup, cracks)) ** 2))
+        return squared_misfit(measured, setup, np.concatenate([fixed, values.reshape(-1, 2, 2)]))
 
     best = misfit(theta)
     for step in steps:
